@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
+)
+
+var _ raft.FSM = (*fsm)(nil)
+
+// fsm applies commands to state. Apply is deterministic: its result depends
+// only on the state and the command.
+type fsm struct {
+	st *state
+	// onApply, when set, is called after each applied index (outside locks).
+	onApply func(index uint64)
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := DecodeCommand(l.Data)
+	var resp any
+	if err != nil {
+		resp = err
+	} else {
+		resp = f.st.apply(cmd)
+	}
+	f.st.mu.Lock()
+	f.st.applied = l.Index
+	f.st.mu.Unlock()
+	if f.onApply != nil {
+		f.onApply(l.Index)
+	}
+	return resp
+}
+
+// apply runs one command under the write lock and returns its response
+// (an error, a value, or nil).
+func (s *state) apply(c Command) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch c := c.(type) {
+	case *CreateKey:
+		k := c.Key
+		if k == nil || k.ID == "" {
+			return fmt.Errorf("%w: CreateKey without key", ErrBadCommand)
+		}
+		if _, ok := s.keys[k.ID]; ok {
+			return fmt.Errorf("%w: %s", ErrKeyExists, k.ID)
+		}
+		if len(s.keys) >= MaxKeys {
+			return fmt.Errorf("%w: %d keys", ErrLimitExceeded, MaxKeys)
+		}
+		s.keys[k.ID] = k.clone()
+		s.insertKeyID(k.ID)
+		return nil
+	case *CreateAlias:
+		a := c.Alias
+		if _, ok := s.aliases[a.Name]; ok {
+			return fmt.Errorf("%w: %s", ErrAliasExists, a.Name)
+		}
+		k, ok := s.keys[a.TargetKeyID]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrKeyNotFound, a.TargetKeyID)
+		}
+		if k.State == StatePendingDeletion || k.State == StatePendingReplicaDeletion {
+			return fmt.Errorf("%w: %s is pending deletion", ErrInvalidState, k.Arn)
+		}
+		if s.aliasCount(a.TargetKeyID) >= MaxAliasesKey {
+			return fmt.Errorf("%w: %d aliases per key", ErrLimitExceeded, MaxAliasesKey)
+		}
+		s.aliases[a.Name] = &a
+		return nil
+	case *UpdateAlias:
+		a, ok := s.aliases[c.Name]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrAliasNotFound, c.Name)
+		}
+		k, ok := s.keys[c.TargetKeyID]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrKeyNotFound, c.TargetKeyID)
+		}
+		if k.State == StatePendingDeletion || k.State == StatePendingReplicaDeletion {
+			return fmt.Errorf("%w: %s is pending deletion", ErrInvalidState, k.Arn)
+		}
+		if a.TargetKeyID != c.TargetKeyID && s.aliasCount(c.TargetKeyID) >= MaxAliasesKey {
+			return fmt.Errorf("%w: %d aliases per key", ErrLimitExceeded, MaxAliasesKey)
+		}
+		n := *a
+		n.TargetKeyID, n.Updated = c.TargetKeyID, c.Updated
+		s.aliases[c.Name] = &n
+		return nil
+	case *DeleteAlias:
+		if _, ok := s.aliases[c.Name]; !ok {
+			return fmt.Errorf("%w: %s", ErrAliasNotFound, c.Name)
+		}
+		delete(s.aliases, c.Name)
+		return nil
+	case *PutCredential:
+		cr := c.Credential
+		if cr.AccessKeyID == "" {
+			return fmt.Errorf("%w: PutCredential without access key id", ErrBadCommand)
+		}
+		if _, ok := s.creds[cr.AccessKeyID]; ok {
+			return fmt.Errorf("%w: %s", ErrCredExists, cr.AccessKeyID)
+		}
+		s.creds[cr.AccessKeyID] = &cr
+		return nil
+	case *PutMeta:
+		if v, ok := s.meta[c.Name]; ok {
+			return v
+		}
+		s.meta[c.Name] = c.Value
+		return c.Value
+	}
+	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{ss: f.st.toSnapshot()}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	ss, err := decodeSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.st.restore(ss)
+	return nil
+}
+
+func decodeSnapshot(r io.Reader) (ss *snapshotState, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ss, err = nil, fmt.Errorf("%w: snapshot: %v", ErrBadCommand, p)
+		}
+	}()
+	ss = &snapshotState{}
+	if err := codec.NewDecoder(r, msgpackHandle).Decode(ss); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", ErrBadCommand, err)
+	}
+	if ss.Version != 1 {
+		return nil, fmt.Errorf("%w: snapshot version %d", ErrBadCommand, ss.Version)
+	}
+	return ss, nil
+}
+
+type fsmSnapshot struct{ ss *snapshotState }
+
+func (s *fsmSnapshot) encode(w io.Writer) error {
+	return codec.NewEncoder(w, msgpackHandle).Encode(s.ss)
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.encode(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,291 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Config configures a Node. Zero values mean defaults.
+type Config struct {
+	NodeID  string // "" = "node1"
+	DataDir string // required; raft data lives in DataDir/raft
+	// Bootstrap makes a node with no raft state the first voter of a new
+	// cluster of one.
+	Bootstrap bool
+	// ApplyTimeout bounds one raft.Apply; 0 = 10s.
+	ApplyTimeout time.Duration
+	// LogOutput receives raft's log (level warn); nil = io.Discard.
+	LogOutput io.Writer
+}
+
+// Validate checks the config, naming the bad field.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("cluster: Config.DataDir is required")
+	}
+	if c.ApplyTimeout < 0 {
+		return errors.New("cluster: Config.ApplyTimeout must not be negative")
+	}
+	return nil
+}
+
+// Node is one member of the cluster: a raft instance, its FSM and stores.
+type Node struct {
+	cfg   Config
+	st    *state
+	raft  *raft.Raft
+	store *raftboltdb.BoltStore
+	trans raft.Transport
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or creates) the node's raft state under cfg.DataDir/raft and
+// starts raft. With cfg.Bootstrap and no existing state it bootstraps a
+// one-node cluster. Use WaitReady before proposing.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "node1"
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = io.Discard
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = logger
+	rc.SnapshotThreshold = 8192
+	// A cluster of one elects itself at once; these keep tests and restarts quick.
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	// A cluster of one needs no network: the in-memory transport keeps the
+	// node off the wire. Multi-node clusters will use a TCP transport.
+	addr := raft.ServerAddress("local:" + cfg.NodeID)
+	_, trans := raft.NewInmemTransport(addr)
+
+	st := newState()
+	f := &fsm{st: st}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(store, store, snaps)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: addr, Suffrage: raft.Voter}}}
+			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
+				store.Close()
+				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, f, store, store, snaps, trans)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	return &Node{cfg: cfg, st: st, raft: r, store: store, trans: trans}, nil
+}
+
+// WaitReady blocks until this node is the leader (for a cluster of one) and
+// has applied every entry of its log, or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.raft.State() == raft.Leader {
+			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no leader: %v", ErrTimeout, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// IsLeader reports whether this node is the raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Apply proposes c and waits until it is committed and applied locally.
+// It returns the FSM's response value, or the FSM's error for a rejected
+// command, or a raft error (ErrNotLeader, ErrTimeout, ErrClosed).
+func (n *Node) Apply(ctx context.Context, c Command) (any, error) {
+	data, err := EncodeCommand(c)
+	if err != nil {
+		return nil, err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < timeout {
+			timeout = d
+		}
+	}
+	if timeout <= 0 {
+		return nil, ErrTimeout
+	}
+	fut := n.raft.Apply(data, timeout)
+	if err := fut.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, ErrClosed
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, ErrTimeout
+		}
+		return nil, fmt.Errorf("cluster: apply: %w", err)
+	}
+	resp := fut.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Key returns the key with id, or false.
+func (n *Node) Key(id string) (*Key, bool) {
+	n.st.mu.RLock()
+	k, ok := n.st.keys[id]
+	n.st.mu.RUnlock()
+	return k, ok
+}
+
+// Alias returns the alias with the full name ("alias/x"), or false.
+func (n *Node) Alias(name string) (*Alias, bool) {
+	n.st.mu.RLock()
+	a, ok := n.st.aliases[name]
+	n.st.mu.RUnlock()
+	return a, ok
+}
+
+// Credential returns the access key with id, or false.
+func (n *Node) Credential(id string) (*Credential, bool) {
+	n.st.mu.RLock()
+	c, ok := n.st.creds[id]
+	n.st.mu.RUnlock()
+	return c, ok
+}
+
+// Credentials returns every access key, sorted by id.
+func (n *Node) Credentials() []*Credential {
+	n.st.mu.RLock()
+	out := make([]*Credential, 0, len(n.st.creds))
+	for _, c := range n.st.creds {
+		out = append(out, c)
+	}
+	n.st.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].AccessKeyID < out[j].AccessKeyID })
+	return out
+}
+
+// Meta returns a system value set by PutMeta.
+func (n *Node) Meta(name string) ([]byte, bool) {
+	n.st.mu.RLock()
+	v, ok := n.st.meta[name]
+	n.st.mu.RUnlock()
+	return v, ok
+}
+
+// ListKeys returns up to limit keys with ids greater than after, in id
+// order, and whether more follow.
+func (n *Node) ListKeys(after string, limit int) ([]*Key, bool) {
+	n.st.mu.RLock()
+	defer n.st.mu.RUnlock()
+	i := sort.SearchStrings(n.st.keyIDs, after)
+	if i < len(n.st.keyIDs) && n.st.keyIDs[i] == after {
+		i++
+	}
+	var out []*Key
+	for ; i < len(n.st.keyIDs) && len(out) < limit; i++ {
+		out = append(out, n.st.keys[n.st.keyIDs[i]])
+	}
+	return out, i < len(n.st.keyIDs)
+}
+
+// ListAliases returns up to limit aliases with names greater than after,
+// in name order, optionally only those pointing at keyID, and whether more
+// follow.
+func (n *Node) ListAliases(keyID, after string, limit int) ([]*Alias, bool) {
+	n.st.mu.RLock()
+	all := make([]*Alias, 0, len(n.st.aliases))
+	for _, a := range n.st.aliases {
+		if (keyID == "" || a.TargetKeyID == keyID) && strings.Compare(a.Name, after) > 0 {
+			all = append(all, a)
+		}
+	}
+	n.st.mu.RUnlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	if len(all) > limit {
+		return all[:limit], true
+	}
+	return all, false
+}
+
+// AppliedIndex is the last raft index applied to this node's state.
+func (n *Node) AppliedIndex() uint64 {
+	n.st.mu.RLock()
+	defer n.st.mu.RUnlock()
+	return n.st.applied
+}
+
+// Snapshot asks raft to take a snapshot now (it compacts the log).
+func (n *Node) Snapshot() error {
+	err := n.raft.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return err
+}
+
+// Close shuts raft down and closes the stores. Safe to call twice.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		err := n.raft.Shutdown().Error()
+		if c, ok := n.trans.(io.Closer); ok {
+			c.Close()
+		}
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+		n.closeErr = err
+	})
+	return n.closeErr
+}
