@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool"
+)
+
+// invalidCiphertext is the one answer to every blob that does not open:
+// tampered, truncated, foreign, wrong context. It says nothing more, so it
+// is no oracle.
+var invalidCiphertext = &APIError{Type: errInvalidCiphertext, Status: 400,
+	Message: "The ciphertext is invalid, was not made by a key of this service, or the encryption context does not match."}
+
+// seal encrypts plaintext under k's current material into a ciphertext
+// blob (format 1). One HSM operation seals a fresh batch key; the
+// plaintext is sealed by Go's AES-GCM under the batch key.
+func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ectx map[string]string) ([]byte, cluster.Material, error) {
+	m, ok := k.CurrentMaterial()
+	if !ok {
+		return nil, m, errors.New("agent: key has no material")
+	}
+	out := make([]byte, 0, 2+len(k.ID)+4+blobMinSuffix+len(plaintext)+64)
+	out = appendHeader(out, k.ID, m.Version)
+	hlen := len(out)
+
+	var bk [batchKeyLen]byte
+	defer clear(bk[:])
+	if _, err := rand.Read(bk[:]); err != nil {
+		return nil, m, err
+	}
+	wrapped, err := s.pool.Seal(ctx, m.Wrapped, bk[:], out[:hlen])
+	if err != nil {
+		return nil, m, err
+	}
+	if len(wrapped) != wrappedKeyLen {
+		return nil, m, errors.New("agent: HSM returned a sealed batch key of unexpected size")
+	}
+	out = append(out, wrapped...)
+	nonceAt := len(out)
+	out = out[:nonceAt+gcmIVLen]
+	if _, err := rand.Read(out[nonceAt:]); err != nil {
+		return nil, m, err
+	}
+	aead, err := newGCM(bk[:])
+	if err != nil {
+		return nil, m, err
+	}
+	aad := appendContext(append(make([]byte, 0, hlen+64), out[:hlen]...), ectx)
+	out = aead.Seal(out, out[nonceAt:nonceAt+gcmIVLen], plaintext, aad)
+	return out, m, nil
+}
+
+// open decrypts a ciphertext blob. want, when non-nil, is the key the
+// caller named: a blob of another key is IncorrectKeyException. Every
+// malformed or unauthentic blob is InvalidCiphertextException.
+func (s *Server) open(ctx context.Context, b []byte, ectx map[string]string, want *cluster.Key) (*cluster.Key, []byte, cluster.Material, error) {
+	p, err := parseBlob(b)
+	if err != nil {
+		return nil, nil, cluster.Material{}, invalidCiphertext
+	}
+	if want != nil && want.ID != p.keyID {
+		return nil, nil, cluster.Material{}, apiErr(errIncorrectKey,
+			"The key ID in the request does not identify a KMS key that can perform this operation.")
+	}
+	k, ok := s.node.Key(p.keyID)
+	if !ok {
+		return nil, nil, cluster.Material{}, invalidCiphertext
+	}
+	if err := s.checkKeyState(groupCrypto, k); err != nil {
+		return nil, nil, cluster.Material{}, err
+	}
+	if k.KeyUsage != usageEncryptDecrypt || k.KeySpec != specSymmetricDefault {
+		return nil, nil, cluster.Material{}, invalidCiphertext
+	}
+	m, ok := k.MaterialVersion(p.version)
+	if !ok {
+		return nil, nil, cluster.Material{}, invalidCiphertext
+	}
+	bk, err := s.pool.Open(ctx, m.Wrapped, p.wrapped, p.header)
+	if err != nil {
+		if errors.Is(err, hsmpool.ErrAuthFailed) {
+			return nil, nil, m, invalidCiphertext
+		}
+		return nil, nil, m, err
+	}
+	defer clear(bk)
+	aead, err := newGCM(bk)
+	if err != nil {
+		return nil, nil, m, invalidCiphertext
+	}
+	aad := appendContext(append(make([]byte, 0, len(p.header)+64), p.header...), ectx)
+	pt, err := aead.Open(nil, p.nonce, p.sealed, aad)
+	if err != nil {
+		return nil, nil, m, invalidCiphertext
+	}
+	return k, pt, m, nil
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(blk)
+}
+
+// materialID is the KeyMaterialId AWS reports: 64 hex digits that name one
+// version of a key's material without revealing it.
+func materialID(m cluster.Material) string {
+	h := sha256.Sum256(m.Wrapped)
+	return hex.EncodeToString(h[:])
+}

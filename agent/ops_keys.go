@@ -1,0 +1,265 @@
+package agent
+
+import (
+	"encoding/json"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/kmsd/kmsd/cluster"
+)
+
+const (
+	specSymmetricDefault = "SYMMETRIC_DEFAULT"
+	usageEncryptDecrypt  = "ENCRYPT_DECRYPT"
+	originAWSKMS         = "AWS_KMS"
+	maxPolicyBytes       = 32768
+	maxDescription       = 8192
+)
+
+var keySpecs = []string{"RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
+	"ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2",
+	"ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519"}
+
+var keyUsages = []string{"SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"}
+var origins = []string{"AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"}
+
+func oneOf(v string, set []string) bool {
+	for _, s := range set {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+func opCreateKey(s *Server, r *request) (any, error) {
+	var in createKeyRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	spec := specSymmetricDefault
+	switch {
+	case in.KeySpec != nil && in.CustomerMasterKeySpec != nil:
+		return nil, apiErr(errValidation, "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.")
+	case in.KeySpec != nil:
+		spec = *in.KeySpec
+	case in.CustomerMasterKeySpec != nil:
+		spec = *in.CustomerMasterKeySpec
+	}
+	if !oneOf(spec, keySpecs) {
+		return nil, validationEnum("keySpec", spec, strings.Join(keySpecs, ", "))
+	}
+	usage := usageEncryptDecrypt
+	if in.KeyUsage != nil {
+		usage = *in.KeyUsage
+		if !oneOf(usage, keyUsages) {
+			return nil, validationEnum("keyUsage", usage, strings.Join(keyUsages, ", "))
+		}
+	}
+	origin := originAWSKMS
+	if in.Origin != nil {
+		origin = *in.Origin
+		if !oneOf(origin, origins) {
+			return nil, validationEnum("origin", origin, strings.Join(origins, ", "))
+		}
+	}
+	if spec != specSymmetricDefault {
+		return nil, apiErr(errUnsupported, "KeySpec %s is not supported by this kmsd yet; only SYMMETRIC_DEFAULT is.", spec)
+	}
+	if usage != usageEncryptDecrypt {
+		return nil, apiErr(errValidation, "KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
+	}
+	if origin != originAWSKMS {
+		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet; only AWS_KMS is.", origin)
+	}
+	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
+		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
+	}
+	if in.MultiRegion {
+		return nil, apiErr(errUnsupported, "Multi-Region keys are not supported by this kmsd yet.")
+	}
+	desc := ""
+	if in.Description != nil {
+		desc = *in.Description
+		if utf8.RuneCountInString(desc) > maxDescription {
+			return nil, validationLength("description", 0, maxDescription)
+		}
+	}
+	tags, err := checkTags(in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	policy := s.defaultPolicy()
+	if in.Policy != nil {
+		if err := checkPolicy(*in.Policy); err != nil {
+			return nil, err
+		}
+		policy = *in.Policy
+	}
+
+	wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := uuid.NewString()
+	now := s.cfg.Now().UnixNano()
+	k := &cluster.Key{
+		ID: id, Arn: s.keyArn(id), AccountID: s.cfg.AccountID, Created: now,
+		Description: desc, KeySpec: spec, KeyUsage: usage, Origin: origin, KeyManager: "CUSTOMER",
+		State:     cluster.StateEnabled,
+		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
+		Tags:      tags, Policy: policy,
+	}
+	if _, err := s.node.Apply(r.ctx, &cluster.CreateKey{Key: k}); err != nil {
+		return nil, err
+	}
+	return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
+}
+
+func (s *Server) metadata(k *cluster.Key) keyMetadata {
+	md := keyMetadata{
+		AWSAccountId: k.AccountID, KeyId: k.ID, Arn: k.Arn, CreationDate: epoch(k.Created),
+		Enabled: k.State == cluster.StateEnabled, Description: k.Description, KeyUsage: k.KeyUsage,
+		KeyState: k.State, Origin: k.Origin, KeyManager: k.KeyManager,
+		CustomerMasterKeySpec: k.KeySpec, KeySpec: k.KeySpec, MultiRegion: k.MultiRegion,
+	}
+	if k.KeySpec == specSymmetricDefault {
+		md.EncryptionAlgorithms = []string{specSymmetricDefault}
+	}
+	if m, ok := k.CurrentMaterial(); ok {
+		md.CurrentKeyMaterialId = materialID(m)
+	}
+	if k.State == cluster.StatePendingDeletion {
+		d, w := epoch(k.DeletionDate), k.PendingDays
+		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w
+	}
+	return md
+}
+
+// defaultPolicy is the guide's default key policy: the account root has
+// full access, so IAM-style access control can take over.
+func (s *Server) defaultPolicy() string {
+	return `{
+  "Version" : "2012-10-17",
+  "Id" : "key-default-1",
+  "Statement" : [ {
+    "Sid" : "Enable IAM User Permissions",
+    "Effect" : "Allow",
+    "Principal" : {
+      "AWS" : "arn:` + s.partition + `:iam::` + s.cfg.AccountID + `:root"
+    },
+    "Action" : "kms:*",
+    "Resource" : "*"
+  } ]
+}`
+}
+
+func checkPolicy(p string) error {
+	if len(p) == 0 || len(p) > maxPolicyBytes {
+		return apiErr(errMalformedPolicy, "The key policy must be between 1 and %d bytes.", maxPolicyBytes)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(p), &doc); err != nil {
+		return apiErr(errMalformedPolicy, "The key policy is not valid JSON.")
+	}
+	if _, ok := doc["Statement"]; !ok {
+		return apiErr(errMalformedPolicy, "The key policy has no Statement.")
+	}
+	return nil
+}
+
+func checkTags(in []tagWire) ([]cluster.Tag, error) {
+	if len(in) > cluster.MaxTagsPerKey {
+		return nil, apiErr(errTag, "Too many tags: a KMS key can have at most %d tags.", cluster.MaxTagsPerKey)
+	}
+	seen := map[string]bool{}
+	out := make([]cluster.Tag, 0, len(in))
+	for _, t := range in {
+		if n := utf8.RuneCountInString(t.TagKey); n < 1 || n > 128 {
+			return nil, validationLength("tags.member.tagKey", 1, 128)
+		}
+		if utf8.RuneCountInString(t.TagValue) > 256 {
+			return nil, validationLength("tags.member.tagValue", 0, 256)
+		}
+		if !tagChars(t.TagKey) || !tagChars(t.TagValue) {
+			return nil, apiErr(errTag, "Tag keys and values may contain only letters, digits, white space and _ . : / = + - @")
+		}
+		if strings.HasPrefix(strings.ToLower(t.TagKey), "aws:") {
+			return nil, apiErr(errTag, "Tags beginning with aws: are reserved")
+		}
+		if seen[t.TagKey] {
+			return nil, apiErr(errTag, "Duplicate tag key %s", t.TagKey)
+		}
+		seen[t.TagKey] = true
+		out = append(out, cluster.Tag{Key: t.TagKey, Value: t.TagValue})
+	}
+	return out, nil
+}
+
+func tagChars(s string) bool {
+	for _, c := range s {
+		if !(unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.IsSpace(c) || strings.ContainsRune("_.:/=+-@", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func opDescribeKey(s *Server, r *request) (any, error) {
+	var in describeKeyRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if in.KeyId == nil {
+		return nil, validationRequired("keyId")
+	}
+	if err := checkGrantTokens(in.GrantTokens); err != nil {
+		return nil, err
+	}
+	k, err := s.resolveKey(*in.KeyId, true)
+	if err != nil {
+		return nil, err
+	}
+	return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
+}
+
+// pageLimit validates an AWS Limit (1..1000, default 100).
+func pageLimit(l *int64) (int, error) {
+	if l == nil {
+		return 100, nil
+	}
+	if *l < 1 || *l > 1000 {
+		return 0, validationRange("limit", *l, 1, 1000)
+	}
+	return int(*l), nil
+}
+
+func opListKeys(s *Server, r *request) (any, error) {
+	var in listKeysRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(in.Limit)
+	if err != nil {
+		return nil, err
+	}
+	after := ""
+	if in.Marker != nil {
+		after = *in.Marker
+		if !looksLikeKeyID(after) {
+			return nil, apiErr(errInvalidMarker, "The marker %q is not one this service returned.", after)
+		}
+	}
+	keys, more := s.node.ListKeys(after, limit)
+	out := &listKeysResponse{Keys: make([]keyListEntry, 0, len(keys)), Truncated: more}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, keyListEntry{KeyId: k.ID, KeyArn: k.Arn})
+	}
+	if more {
+		out.NextMarker = keys[len(keys)-1].ID
+	}
+	return out, nil
+}

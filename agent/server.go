@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kmsd/kmsd/agent/sigv4"
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool"
+)
+
+// Config configures a Server. Zero values mean defaults.
+type Config struct {
+	Region    string // "" = "us-east-1"
+	AccountID string // "" = "111122223333"
+	Node      *cluster.Node
+	Pool      *hsmpool.Pool
+	Logger    *slog.Logger // nil = discard
+	// RequestTimeout bounds each request's work (HSM waits, raft applies);
+	// 0 = 30s.
+	RequestTimeout time.Duration
+	// Now is the clock used for SigV4 skew checks and timestamps; nil = time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the config, naming the bad field.
+func (c Config) Validate() error {
+	if c.Node == nil {
+		return errors.New("agent: Config.Node is required")
+	}
+	if c.Pool == nil {
+		return errors.New("agent: Config.Pool is required")
+	}
+	if c.AccountID != "" && (len(c.AccountID) != 12 || !isDigits(c.AccountID)) {
+		return fmt.Errorf("agent: Config.AccountID %q must be 12 digits", c.AccountID)
+	}
+	if c.Region != "" && !validRegion(c.Region) {
+		return fmt.Errorf("agent: Config.Region %q is not a region name", c.Region)
+	}
+	return nil
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validRegion(r string) bool {
+	if len(r) < 2 || len(r) > 64 {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Server serves the KMS API for one node.
+type Server struct {
+	cfg       Config
+	partition string
+	node      *cluster.Node
+	pool      *hsmpool.Pool
+	log       *slog.Logger
+	verifier  *sigv4.Verifier
+	creds     credCache
+	ops       map[string]opFunc
+	http      *fasthttp.Server
+
+	readyMu sync.Mutex
+	ready   bool
+}
+
+// opFunc runs one API operation on a decoded request body and returns the
+// response value to encode as JSON.
+type opFunc func(s *Server, r *request) (any, error)
+
+// request is one API call in flight.
+type request struct {
+	ctx       context.Context
+	op        string
+	body      []byte
+	principal string
+	akid      string
+}
+
+// New makes a Server. Call Init before serving.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.AccountID == "" {
+		cfg.AccountID = "111122223333"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:       cfg,
+		partition: partitionOf(cfg.Region),
+		node:      cfg.Node,
+		pool:      cfg.Pool,
+		log:       cfg.Logger,
+		ops:       operations,
+	}
+	s.creds.init(s)
+	s.verifier = &sigv4.Verifier{Region: cfg.Region, Service: "kms", Lookup: s.creds.lookup, Now: cfg.Now}
+	s.http = &fasthttp.Server{
+		Handler:               s.Handler,
+		Name:                  "kmsd",
+		ReadTimeout:           60 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		MaxRequestBodySize:    1 << 20,
+		NoDefaultServerHeader: false,
+		NoDefaultContentType:  true,
+		ReduceMemoryUsage:     false,
+	}
+	return s, nil
+}
+
+func partitionOf(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
+}
+
+// Serve serves HTTP on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for requests in flight.
+func (s *Server) Shutdown() error { return s.http.Shutdown() }
+
+// Handler is the fasthttp handler: /healthz, /readyz, and the KMS API on
+// POST /.
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	if ctx.IsGet() || ctx.IsHead() {
+		switch string(path) {
+		case "/healthz":
+			ctx.SetContentType("text/plain; charset=utf-8")
+			ctx.SetBodyString("ok\n")
+			return
+		case "/readyz":
+			ctx.SetContentType("text/plain; charset=utf-8")
+			if err := s.Ready(ctx); err != nil {
+				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+				ctx.SetBodyString("not ready: " + err.Error() + "\n")
+				return
+			}
+			ctx.SetBodyString("ready\n")
+			return
+		}
+	}
+	s.serveAPI(ctx)
+}
+
+// Ready reports whether this node can serve crypto operations: the raft
+// state is loaded, the HSM answers and the domain key is present.
+func (s *Server) Ready(ctx context.Context) error {
+	s.readyMu.Lock()
+	ready := s.ready
+	s.readyMu.Unlock()
+	if !ready {
+		return errors.New("initialising")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(cctx); err != nil {
+		return fmt.Errorf("hsm: %w", err)
+	}
+	return nil
+}
+
+const targetPrefix = "TrentService."
+
+func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	reqID := uuid.NewString()
+	ctx.Response.Header.Set("x-amzn-RequestId", reqID)
+	ctx.SetContentType("application/x-amz-json-1.1")
+
+	if !ctx.IsPost() {
+		s.writeError(ctx, "", &APIError{Type: errUnknownOperation, Message: "Only POST is supported.", Status: 400})
+		return
+	}
+	// Authenticate before anything else is looked at.
+	res, err := s.verifier.Verify(&ctx.Request)
+	if err != nil {
+		s.writeError(ctx, "", err)
+		return
+	}
+	principal, ok := s.creds.principal(res.AccessKeyID)
+	if !ok {
+		s.writeError(ctx, "", sigv4.ErrUnknownAccessKey)
+		return
+	}
+	target := ctx.Request.Header.Peek("X-Amz-Target")
+	op, ok := strings.CutPrefix(string(target), targetPrefix)
+	fn := s.ops[op]
+	if !ok || fn == nil {
+		s.writeError(ctx, op, &APIError{Type: errUnknownOperation, Status: 400})
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	r := &request{ctx: rctx, op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
+	out, err := fn(s, r)
+	if err != nil {
+		s.writeError(ctx, op, err)
+		return
+	}
+	b, err := json.Marshal(out)
+	wipeResponse(out)
+	if err != nil {
+		s.writeError(ctx, op, err)
+		return
+	}
+	ctx.SetBody(b)
+	clear(b)
+}
+
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, op string, err error) {
+	ae, unexpected := apiErrorFrom(err)
+	if unexpected {
+		s.log.Error("request failed", "op", op, "err", err)
+	}
+	ctx.SetStatusCode(ae.Status)
+	b, _ := json.Marshal(struct {
+		Type    string `json:"__type"`
+		Message string `json:"message,omitempty"`
+	}{ae.Type, ae.Message})
+	ctx.SetBody(b)
+}
+
+// decode parses the JSON request body into v. An empty body is "{}".
+// Anything that is not the operation's JSON shape is SerializationException.
+func decode(r *request, v any) error {
+	body := r.body
+	if len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return apiErr(errSerialization, "Value for '%s' has the wrong type: expected %s", ute.Field, ute.Type)
+		}
+		return &APIError{Type: errSerialization, Message: "The request body is not valid JSON.", Status: 400}
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+const usage = `usage: kmsd <command> [flags]
+
+commands:
+  serve     run a kmsd node (kmsd serve -h for flags)
+  version   print the version
+`
+
+var version = "dev"
+
+// run is the whole program; main only wires the process to it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "kmsd", version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "kmsd: unknown command %q\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kmsd/kmsd/agent"
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool"
+)
+
+// serveConfig is what `kmsd serve` is told by its flags and environment.
+type serveConfig struct {
+	listen       string
+	dataDir      string
+	region       string
+	accountID    string
+	nodeID       string
+	pkcs11Lib    string
+	pkcs11Slot   int
+	tokenLabel   string
+	pinFile      string
+	pinEnv       string
+	hsmSessions  int
+	logLevel     string
+	readyTimeout time.Duration
+}
+
+func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("kmsd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:4599", "`address` to serve the KMS API, /healthz and /readyz on")
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "`directory` for everything the node writes (HSM token, raft data, credentials)")
+	fs.StringVar(&c.region, "region", "us-east-1", "AWS `region` name this node serves (used in ARNs and SigV4 scopes)")
+	fs.StringVar(&c.accountID, "account-id", "111122223333", "12-digit AWS account `id` used in ARNs")
+	fs.StringVar(&c.nodeID, "node-id", "node1", "raft node `id`")
+	fs.StringVar(&c.pkcs11Lib, "pkcs11-lib", "", "PKCS#11 module `path` of an existing HSM; empty = a SoftHSM2 token kmsd creates under --data-dir")
+	fs.IntVar(&c.pkcs11Slot, "pkcs11-slot", -1, "PKCS#11 slot `id` (with --pkcs11-lib); -1 = select by --pkcs11-token-label")
+	fs.StringVar(&c.tokenLabel, "pkcs11-token-label", "kmsd", "PKCS#11 token `label`")
+	fs.StringVar(&c.pinFile, "pkcs11-pin-file", "", "`file` holding the user PIN (with --pkcs11-lib)")
+	fs.StringVar(&c.pinEnv, "pkcs11-pin-env", "KMSD_PKCS11_PIN", "environment `variable` holding the user PIN when no --pkcs11-pin-file (with --pkcs11-lib)")
+	fs.IntVar(&c.hsmSessions, "hsm-sessions", 4, "PKCS#11 sessions in the pool")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long to wait for raft and the HSM at start")
+	return fs
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c serveConfig
+	fs := newServeFlags(&c, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kmsd serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := serve(ctx, c, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "kmsd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serve wires the node in dependency order (HSM, raft, API), serves until
+// ctx ends, and closes everything in reverse order.
+func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
+	log, err := newLogger(c.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(c.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+
+	hcfg, err := hsmConfig(c, dir)
+	if err != nil {
+		return err
+	}
+	pool, err := hsmpool.New(hcfg)
+	if err != nil {
+		return fmt.Errorf("hsm: %w", err)
+	}
+	defer pool.Close()
+	initCtx, cancel := context.WithTimeout(ctx, c.readyTimeout)
+	defer cancel()
+	created, err := pool.EnsureDomainKey(initCtx)
+	if err != nil {
+		return fmt.Errorf("hsm domain key: %w", err)
+	}
+	if created {
+		log.Info("created HSM domain key", "token", hcfg.TokenLabel)
+	}
+
+	node, err := cluster.New(cluster.Config{NodeID: c.nodeID, DataDir: dir, Bootstrap: true, LogOutput: stderr})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+
+	srv, err := agent.New(agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log})
+	if err != nil {
+		return err
+	}
+	admin, err := srv.Init(initCtx)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	credFile := filepath.Join(dir, "credentials")
+	if err := writeCredentials(credFile, admin, c.region); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "kmsd: serving the AWS KMS API on %s (region %s, account %s)\n", url, c.region, c.accountID)
+	fmt.Fprintf(stdout, "kmsd: credentials: export AWS_SHARED_CREDENTIALS_FILE=%s\n", credFile)
+	fmt.Fprintf(stdout, "kmsd: try: AWS_SHARED_CREDENTIALS_FILE=%s aws kms create-key --region %s --endpoint-url %s\n", credFile, c.region, url)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	if err := srv.Shutdown(); err != nil {
+		return err
+	}
+	return <-errc
+}
+
+// hsmConfig selects the HSM: an existing PKCS#11 token when --pkcs11-lib
+// is set, otherwise a SoftHSM2 token that kmsd creates and owns under
+// DIR/hsm (its PIN in DIR/hsm/pin, mode 0600).
+func hsmConfig(c serveConfig, dir string) (hsmpool.Config, error) {
+	cfg := hsmpool.Config{TokenLabel: c.tokenLabel, Sessions: c.hsmSessions}
+	if c.pkcs11Lib != "" {
+		cfg.Lib = c.pkcs11Lib
+		if c.pkcs11Slot >= 0 {
+			cfg.Slot, cfg.SlotSet = uint(c.pkcs11Slot), true
+		}
+		switch {
+		case c.pinFile != "":
+			b, err := os.ReadFile(c.pinFile)
+			if err != nil {
+				return cfg, fmt.Errorf("--pkcs11-pin-file: %w", err)
+			}
+			cfg.PIN = strings.TrimSpace(string(b))
+		case os.Getenv(c.pinEnv) != "":
+			cfg.PIN = os.Getenv(c.pinEnv)
+		default:
+			return cfg, fmt.Errorf("--pkcs11-lib needs a PIN: set --pkcs11-pin-file or $%s", c.pinEnv)
+		}
+		return cfg, cfg.Validate()
+	}
+
+	lib, err := hsmpool.FindSoftHSM()
+	if err != nil {
+		return cfg, fmt.Errorf("%w (install the softhsm2 package, or pass --pkcs11-lib)", err)
+	}
+	cfg.Lib = lib
+	hsmDir := filepath.Join(dir, "hsm")
+	conf, err := hsmpool.WriteSoftHSMConfig(hsmDir)
+	if err != nil {
+		return cfg, err
+	}
+	// SoftHSM2 reads its config once per process, at C_Initialize.
+	if cur := os.Getenv("SOFTHSM2_CONF"); cur != "" && cur != conf {
+		return cfg, fmt.Errorf("SOFTHSM2_CONF is %s, but this node's token lives in %s: unset it or pass --pkcs11-lib", cur, conf)
+	}
+	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
+		return cfg, err
+	}
+	pinPath := filepath.Join(hsmDir, "pin")
+	pin, err := os.ReadFile(pinPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		pin = []byte(randomHex(16))
+		if err := writeFileAtomic(pinPath, pin, 0o600); err != nil {
+			return cfg, err
+		}
+	case err != nil:
+		return cfg, err
+	}
+	cfg.PIN = strings.TrimSpace(string(pin))
+	exists, err := hsmpool.TokenExists(lib, c.tokenLabel)
+	if err != nil {
+		return cfg, err
+	}
+	if !exists {
+		so := randomHex(16) // the SO PIN is not kept: kmsd never needs it again
+		if err := hsmpool.InitToken(lib, c.tokenLabel, so, cfg.PIN); err != nil {
+			return cfg, fmt.Errorf("init SoftHSM2 token: %w", err)
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writeCredentials writes an AWS shared credentials file for the admin
+// access key (mode 0600), replacing it atomically.
+func writeCredentials(path string, k agent.AccessKey, region string) error {
+	body := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = %s\n", k.ID, k.Secret, region)
+	return writeFileAtomic(path, []byte(body), 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
