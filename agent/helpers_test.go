@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
+
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool"
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+)
+
+// testServer is a real node: a SoftHSM2 token, a one-node raft cluster in a
+// temp dir, and the API on 127.0.0.1.
+type testServer struct {
+	*Server
+	dir    string
+	url    string
+	admin  AccessKey
+	client *kms.Client
+	node   *cluster.Node
+	pool   *hsmpool.Pool
+	ln     net.Listener
+}
+
+type tokenRef struct{ lib, label, pin string }
+
+func newTestServer(t testing.TB) *testServer {
+	t.Helper()
+	lib, label, pin := hsmtest.NewToken(t)
+	return startTestServer(t, t.TempDir(), tokenRef{lib, label, pin})
+}
+
+// startTestServer starts a node on dir and tok; a second call with the same
+// arguments after stop() is a restart.
+func startTestServer(t testing.TB, dir string, tok tokenRef) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := hsmpool.New(hsmpool.Config{Lib: tok.lib, TokenLabel: tok.label, PIN: tok.pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.EnsureDomainKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node, err := cluster.New(cluster.Config{DataDir: dir, Bootstrap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Node: node, Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := srv.Init(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	ts := &testServer{Server: srv, dir: dir, url: "http://" + ln.Addr().String(), admin: admin, node: node, pool: pool, ln: ln}
+	ts.client = ts.newClient(admin.ID, admin.Secret)
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+func (ts *testServer) stop() {
+	ts.Shutdown()
+	ts.node.Close()
+	ts.pool.Close()
+}
+
+func (ts *testServer) newClient(id, secret string) *kms.Client {
+	return kms.New(kms.Options{
+		Region:           "us-east-1",
+		BaseEndpoint:     aws.String(ts.url),
+		Credentials:      credentials.NewStaticCredentialsProvider(id, secret, ""),
+		RetryMaxAttempts: 1,
+	})
+}
+
+func (ts *testServer) createKey(t testing.TB) string {
+	t.Helper()
+	out, err := ts.client.CreateKey(context.Background(), &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *out.KeyMetadata.KeyId
+}
+
+// wantAPIError fails t unless err is an AWS API error with code code.
+func wantAPIError(t testing.TB, err error, code string) {
+	t.Helper()
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		t.Fatalf("want %s, got %v", code, err)
+	}
+	if ae.ErrorCode() != code {
+		t.Fatalf("want %s, got %s: %s", code, ae.ErrorCode(), ae.ErrorMessage())
+	}
+}
