@@ -32,12 +32,12 @@ var errBadBlob = errors.New("agent: malformed ciphertext blob")
 
 // blob is a parsed ciphertext blob. Its slices alias the input.
 type blob struct {
-	header   []byte
-	keyID    string
-	version  uint32
-	wrapped  []byte // batch key sealed by the HSM
-	nonce    []byte
-	sealed   []byte // ciphertext | tag
+	header  []byte
+	keyID   string
+	version uint32
+	wrapped []byte // batch key sealed by the HSM
+	nonce   []byte
+	sealed  []byte // ciphertext | tag
 }
 
 // parseBlob splits b into its parts. It never panics; any malformed input

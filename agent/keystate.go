@@ -8,14 +8,14 @@ import "github.com/kmsd/kmsd/cluster"
 type stateRule int
 
 const (
-	ruleOK             stateRule = iota
-	ruleDisabled                 // [1] DisabledException: <arn> is disabled.
-	rulePendingDelete            // [3] KMSInvalidStateException: <arn> is pending deletion.
-	rulePendingImport            // [5] KMSInvalidStateException: <arn> is pending import.
-	ruleUnavailable              // [11] KMSInvalidStateException: <arn> is unavailable.
-	ruleCreating                 // [14] KMSInvalidStateException: <arn> is creating.
-	ruleUpdating                 // [15] KMSInvalidStateException: <arn> is updating.
-	ruleNotPendingDel            // [4] KMSInvalidStateException: <arn> is not pending deletion.
+	ruleOK            stateRule = iota
+	ruleDisabled                // [1] DisabledException: <arn> is disabled.
+	rulePendingDelete           // [3] KMSInvalidStateException: <arn> is pending deletion.
+	rulePendingImport           // [5] KMSInvalidStateException: <arn> is pending import.
+	ruleUnavailable             // [11] KMSInvalidStateException: <arn> is unavailable.
+	ruleCreating                // [14] KMSInvalidStateException: <arn> is creating.
+	ruleUpdating                // [15] KMSInvalidStateException: <arn> is updating.
+	ruleNotPendingDel           // [4] KMSInvalidStateException: <arn> is not pending deletion.
 )
 
 type opGroup int
