@@ -1,0 +1,56 @@
+# kmsd: `make run` starts a single node; `make test` runs every test.
+GO      ?= go
+LISTEN  ?= 127.0.0.1:4599
+DATA    ?= ./data
+FUZZTIME ?= 5s
+# Packages with concurrency run under the race detector.
+RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/...
+
+.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+test-deps:
+	@scripts/deps.sh --test
+
+build:
+	$(GO) build -o bin/kmsd ./cmd/kmsd
+
+run: deps build
+	bin/kmsd serve --listen $(LISTEN) --data-dir $(DATA)
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags kmsdtest ./...
+
+# Everything: vet, unit tests, race tests, the at-rest scan, short fuzzing
+# of every decoder, and the AWS CLI end-to-end script.
+test: test-deps build vet unit race scan fuzz e2e
+
+unit:
+	KMSD_REQUIRE_HSM=1 $(GO) test -count=1 ./...
+
+race:
+	KMSD_REQUIRE_HSM=1 $(GO) test -count=1 -race $(RACE_PKGS)
+
+scan:
+	KMSD_REQUIRE_HSM=1 $(GO) test -count=1 -tags kmsdtest -run 'NoPlaintext|Export' ./agent/ ./hsmpool/
+
+fuzz:
+	@set -e; for spec in \
+	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
+	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
+	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify; do \
+	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \
+	done
+
+e2e: build
+	scripts/e2e-cli.sh
+
+clean:
+	rm -rf bin

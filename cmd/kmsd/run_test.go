@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/hsmpool"
+)
+
+// startServe runs `kmsd serve` in-process on dir and returns its URL and a
+// stop function that returns the exit code.
+func startServe(t *testing.T, dir string) (string, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, pw, &stderr)
+		pw.Close()
+		done <- code
+	}()
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "kmsd: serving the AWS KMS API on "); ok {
+				urlc <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	select {
+	case u := <-urlc:
+		return u, func() int { cancel(); return <-done }
+	case code := <-done:
+		cancel()
+		t.Fatalf("kmsd serve exited %d: %s", code, stderr.String())
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("kmsd serve did not start: %s", stderr.String())
+	}
+	return "", nil
+}
+
+func clientFor(t *testing.T, dir, url string) *kms.Client {
+	t.Helper()
+	cfg, err := config.LoadDefaultConfig(context.Background(),
+		config.WithSharedCredentialsFiles([]string{filepath.Join(dir, "credentials")}),
+		config.WithSharedConfigFiles([]string{}),
+		config.WithRegion("us-east-1"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(url) })
+}
+
+func TestServeRestart(t *testing.T) {
+	if _, err := hsmpool.FindSoftHSM(); err != nil {
+		t.Skip("SoftHSM2 not installed")
+	}
+	t.Setenv("SOFTHSM2_CONF", "")
+	dir := t.TempDir()
+	url, stop := startServe(t, dir)
+	c := clientFor(t, dir, url)
+	ctx := context.Background()
+	key, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("restart")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := key.KeyMetadata.KeyId
+	gdk, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: id, KeySpec: types.DataKeySpecAes256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+
+	for _, f := range []string{"credentials", "hsm/pin"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	for _, f := range []string{"hsm/softhsm2.conf", "hsm/tokens", "raft/raft.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("data dir lacks %s: %v", f, err)
+		}
+	}
+	cred, _ := os.ReadFile(filepath.Join(dir, "credentials"))
+	if !strings.HasPrefix(string(cred), "[default]\n") {
+		t.Fatalf("credentials file: %q", cred)
+	}
+
+	url, stop = startServe(t, dir)
+	defer stop()
+	c = clientFor(t, dir, url)
+	dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gdk.CiphertextBlob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dec.Plaintext, gdk.Plaintext) {
+		t.Fatal("data key changed across restart")
+	}
+	d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id})
+	if err != nil || *d.KeyMetadata.Description != "restart" {
+		t.Fatalf("describe after restart: %v", err)
+	}
+	cred2, _ := os.ReadFile(filepath.Join(dir, "credentials"))
+	if !bytes.Equal(cred, cred2) {
+		t.Fatal("credentials changed across restart")
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), nil, &out, &errb); code != 2 {
+		t.Fatalf("no args: exit %d", code)
+	}
+	if code := run(context.Background(), []string{"bogus"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Fatalf("bogus: exit %d %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--listen"}, &out, &errb); code != 2 {
+		t.Fatalf("bad flag: exit %d", code)
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--pkcs11-lib", "/nonexistent.so"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "PIN") {
+		t.Fatalf("pkcs11 without pin: exit %d %q", code, errb.String())
+	}
+}
