@@ -34,10 +34,14 @@ var allOperations = []string{
 	"UpdateKeyDescription", "UpdatePrimaryRegion", "Verify", "VerifyMac",
 }
 
+// unimplemented lists the operations answered by notYet.
+var unimplemented = map[string]bool{}
+
 func init() {
 	for _, name := range allOperations {
 		if _, ok := operations[name]; !ok {
 			operations[name] = notYet(name)
+			unimplemented[name] = true
 		}
 	}
 }
