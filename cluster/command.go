@@ -17,6 +17,15 @@ const (
 	cmdDeleteAlias   CmdType = 4
 	cmdPutCredential CmdType = 5
 	cmdPutMeta       CmdType = 6
+	cmdSetKeyEnabled CmdType = 7
+	cmdScheduleDel   CmdType = 8
+	cmdCancelDel     CmdType = 9
+	cmdDeleteKey     CmdType = 10
+	cmdUpdateDesc    CmdType = 11
+	cmdTagKey        CmdType = 12
+	cmdUntagKey      CmdType = 13
+	cmdSetRotation   CmdType = 14
+	cmdRotateKey     CmdType = 15
 )
 
 // cmdVersion is the body version written by this build. Decoders accept
@@ -65,12 +74,87 @@ type PutMeta struct {
 	Value []byte
 }
 
-func (CreateKey) cmdType() CmdType     { return cmdCreateKey }
-func (CreateAlias) cmdType() CmdType   { return cmdCreateAlias }
-func (UpdateAlias) cmdType() CmdType   { return cmdUpdateAlias }
-func (DeleteAlias) cmdType() CmdType   { return cmdDeleteAlias }
-func (PutCredential) cmdType() CmdType { return cmdPutCredential }
-func (PutMeta) cmdType() CmdType       { return cmdPutMeta }
+// SetKeyEnabled moves a key between Enabled and Disabled. A key pending
+// deletion (or in another state that forbids it) gives ErrInvalidState.
+type SetKeyEnabled struct {
+	KeyID   string
+	Enabled bool
+}
+
+// ScheduleDeletion puts a key in PendingDeletion until DeletionDate.
+type ScheduleDeletion struct {
+	KeyID        string
+	DeletionDate int64
+	PendingDays  int32
+}
+
+// CancelDeletion moves a key pending deletion to Disabled.
+type CancelDeletion struct {
+	KeyID string
+}
+
+// DeleteKey removes a key pending deletion whose DeletionDate is at or
+// before Now, and its aliases. It is what the leader's timer proposes; a
+// second proposal for the same key gives ErrKeyNotFound and changes nothing.
+type DeleteKey struct {
+	KeyID string
+	Now   int64
+}
+
+// UpdateDescription sets a key's description.
+type UpdateDescription struct {
+	KeyID       string
+	Description string
+}
+
+// TagKey adds or overwrites tags; more than MaxTagsPerKey in all gives
+// ErrLimitExceeded.
+type TagKey struct {
+	KeyID string
+	Tags  []Tag
+}
+
+// UntagKey removes tags by key; absent keys are ignored.
+type UntagKey struct {
+	KeyID string
+	Keys  []string
+}
+
+// SetRotation enables (with a period and the next due date) or disables
+// automatic rotation.
+type SetRotation struct {
+	KeyID        string
+	Enabled      bool
+	Days         int32
+	NextRotation int64
+}
+
+// RotateKey appends new material (made and wrapped by the proposer's HSM).
+// For automatic rotation, ExpectNext must equal the key's NextRotation, so
+// a rotation proposed twice (by two leaders) applies once; NextRotation is
+// then the following due date. The key must be Enabled.
+type RotateKey struct {
+	KeyID        string
+	Material     Material
+	ExpectNext   int64
+	NextRotation int64
+}
+
+func (CreateKey) cmdType() CmdType         { return cmdCreateKey }
+func (SetKeyEnabled) cmdType() CmdType     { return cmdSetKeyEnabled }
+func (ScheduleDeletion) cmdType() CmdType  { return cmdScheduleDel }
+func (CancelDeletion) cmdType() CmdType    { return cmdCancelDel }
+func (DeleteKey) cmdType() CmdType         { return cmdDeleteKey }
+func (UpdateDescription) cmdType() CmdType { return cmdUpdateDesc }
+func (TagKey) cmdType() CmdType            { return cmdTagKey }
+func (UntagKey) cmdType() CmdType          { return cmdUntagKey }
+func (SetRotation) cmdType() CmdType       { return cmdSetRotation }
+func (RotateKey) cmdType() CmdType         { return cmdRotateKey }
+func (CreateAlias) cmdType() CmdType       { return cmdCreateAlias }
+func (UpdateAlias) cmdType() CmdType       { return cmdUpdateAlias }
+func (DeleteAlias) cmdType() CmdType       { return cmdDeleteAlias }
+func (PutCredential) cmdType() CmdType     { return cmdPutCredential }
+func (PutMeta) cmdType() CmdType           { return cmdPutMeta }
 
 // commandTable maps a type byte to a constructor of an empty command.
 var commandTable = map[CmdType]func() Command{
@@ -80,6 +164,15 @@ var commandTable = map[CmdType]func() Command{
 	cmdDeleteAlias:   func() Command { return &DeleteAlias{} },
 	cmdPutCredential: func() Command { return &PutCredential{} },
 	cmdPutMeta:       func() Command { return &PutMeta{} },
+	cmdSetKeyEnabled: func() Command { return &SetKeyEnabled{} },
+	cmdScheduleDel:   func() Command { return &ScheduleDeletion{} },
+	cmdCancelDel:     func() Command { return &CancelDeletion{} },
+	cmdDeleteKey:     func() Command { return &DeleteKey{} },
+	cmdUpdateDesc:    func() Command { return &UpdateDescription{} },
+	cmdTagKey:        func() Command { return &TagKey{} },
+	cmdUntagKey:      func() Command { return &UntagKey{} },
+	cmdSetRotation:   func() Command { return &SetRotation{} },
+	cmdRotateKey:     func() Command { return &RotateKey{} },
 }
 
 var msgpackHandle = func() *codec.MsgpackHandle {

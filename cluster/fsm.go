@@ -116,8 +116,157 @@ func (s *state) apply(c Command) any {
 		}
 		s.meta[c.Name] = c.Value
 		return c.Value
+	case *SetKeyEnabled:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State != StateEnabled && k.State != StateDisabled {
+				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
+			}
+			k.State = StateDisabled
+			if c.Enabled {
+				k.State = StateEnabled
+			}
+			return nil
+		})
+	case *ScheduleDeletion:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State == StatePendingDeletion || k.State == StatePendingReplicaDeletion || k.State == StateUpdating {
+				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
+			}
+			k.State, k.DeletionDate, k.PendingDays = StatePendingDeletion, c.DeletionDate, c.PendingDays
+			return nil
+		})
+	case *CancelDeletion:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State != StatePendingDeletion {
+				return fmt.Errorf("%w: %s is not pending deletion", ErrInvalidState, k.Arn)
+			}
+			k.State, k.DeletionDate, k.PendingDays = StateDisabled, 0, 0
+			return nil
+		})
+	case *DeleteKey:
+		k, ok := s.keys[c.KeyID]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrKeyNotFound, c.KeyID)
+		}
+		if k.State != StatePendingDeletion || k.DeletionDate > c.Now {
+			return fmt.Errorf("%w: %s is not due for deletion", ErrInvalidState, k.Arn)
+		}
+		delete(s.keys, c.KeyID)
+		s.removeKeyID(c.KeyID)
+		for name, a := range s.aliases {
+			if a.TargetKeyID == c.KeyID {
+				delete(s.aliases, name)
+			}
+		}
+		return nil
+	case *UpdateDescription:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State == StatePendingDeletion || k.State == StatePendingReplicaDeletion {
+				return fmt.Errorf("%w: %s is pending deletion", ErrInvalidState, k.Arn)
+			}
+			k.Description = c.Description
+			return nil
+		})
+	case *TagKey:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State == StatePendingDeletion || k.State == StatePendingReplicaDeletion {
+				return fmt.Errorf("%w: %s is pending deletion", ErrInvalidState, k.Arn)
+			}
+			for _, t := range c.Tags {
+				found := false
+				for i := range k.Tags {
+					if k.Tags[i].Key == t.Key {
+						k.Tags[i].Value, found = t.Value, true
+						break
+					}
+				}
+				if !found {
+					k.Tags = append(k.Tags, t)
+				}
+			}
+			if len(k.Tags) > MaxTagsPerKey {
+				return fmt.Errorf("%w: %d tags per key", ErrLimitExceeded, MaxTagsPerKey)
+			}
+			return nil
+		})
+	case *UntagKey:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State == StatePendingDeletion || k.State == StatePendingReplicaDeletion {
+				return fmt.Errorf("%w: %s is pending deletion", ErrInvalidState, k.Arn)
+			}
+			drop := map[string]bool{}
+			for _, key := range c.Keys {
+				drop[key] = true
+			}
+			kept := k.Tags[:0]
+			for _, t := range k.Tags {
+				if !drop[t.Key] {
+					kept = append(kept, t)
+				}
+			}
+			k.Tags = kept
+			return nil
+		})
+	case *SetRotation:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State != StateEnabled {
+				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
+			}
+			k.RotationEnabled = c.Enabled
+			if c.Enabled {
+				k.RotationDays, k.NextRotation = c.Days, c.NextRotation
+			} else {
+				k.NextRotation = 0
+			}
+			return nil
+		})
+	case *RotateKey:
+		return s.updateKey(c.KeyID, func(k *Key) error {
+			if k.State != StateEnabled {
+				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
+			}
+			if len(c.Material.Wrapped) == 0 {
+				return fmt.Errorf("%w: RotateKey without material", ErrBadCommand)
+			}
+			if len(k.Materials) >= MaxMaterialVers {
+				return fmt.Errorf("%w: %d material versions", ErrLimitExceeded, MaxMaterialVers)
+			}
+			switch c.Material.RotationType {
+			case RotationAutomatic:
+				if !k.RotationEnabled || k.NextRotation != c.ExpectNext {
+					return fmt.Errorf("%w: %s rotation already applied or disabled", ErrInvalidState, k.Arn)
+				}
+				k.NextRotation = c.NextRotation
+			case RotationOnDemand:
+				if k.OnDemandRotations >= MaxOnDemandRotations {
+					return fmt.Errorf("%w: %d on-demand rotations per key", ErrLimitExceeded, MaxOnDemandRotations)
+				}
+				k.OnDemandRotations++
+			default:
+				return fmt.Errorf("%w: rotation type %q", ErrBadCommand, c.Material.RotationType)
+			}
+			m := c.Material
+			m.Version = k.Materials[len(k.Materials)-1].Version + 1
+			k.Materials = append(k.Materials, m)
+			return nil
+		})
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)
+}
+
+// updateKey applies fn to a copy of the key and publishes the copy if fn
+// succeeds, so readers never see a half-changed key. Caller holds s.mu.
+func (s *state) updateKey(id string, fn func(k *Key) error) any {
+	k, ok := s.keys[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrKeyNotFound, id)
+	}
+	c := k.clone()
+	if err := fn(c); err != nil {
+		return err
+	}
+	s.keys[id] = c
+	return nil
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {

@@ -224,6 +224,17 @@ func (n *Node) Meta(name string) ([]byte, bool) {
 	return v, ok
 }
 
+// Keys returns every key, in id order.
+func (n *Node) Keys() []*Key {
+	n.st.mu.RLock()
+	defer n.st.mu.RUnlock()
+	out := make([]*Key, 0, len(n.st.keyIDs))
+	for _, id := range n.st.keyIDs {
+		out = append(out, n.st.keys[id])
+	}
+	return out
+}
+
 // ListKeys returns up to limit keys with ids greater than after, in id
 // order, and whether more follow.
 func (n *Node) ListKeys(after string, limit int) ([]*Key, bool) {

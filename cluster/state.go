@@ -23,6 +23,8 @@ const (
 	MaxAliasesKey   = 50
 	MaxTagsPerKey   = 50
 	MaxMaterialVers = 1 << 16
+	// MaxOnDemandRotations is AWS's limit of on-demand rotations per key.
+	MaxOnDemandRotations = 25
 )
 
 // Material is one version of a KMS key's key material, wrapped by the HSM's
@@ -31,7 +33,16 @@ type Material struct {
 	Version uint32
 	Wrapped []byte
 	Created int64 // unix nanos
+	// RotationType is "" for a key's first material, else AUTOMATIC or
+	// ON_DEMAND; Created is then the rotation date.
+	RotationType string
 }
+
+// Rotation types.
+const (
+	RotationAutomatic = "AUTOMATIC"
+	RotationOnDemand  = "ON_DEMAND"
+)
 
 // Tag is a key tag.
 type Tag struct {
@@ -58,6 +69,13 @@ type Key struct {
 	Policy       string
 	DeletionDate int64 // unix nanos; 0 unless PendingDeletion
 	PendingDays  int32
+	// Automatic rotation: enabled, its period, and when it is next due
+	// (unix nanos). The leader proposes RotateKey when it is due.
+	RotationEnabled bool
+	RotationDays    int32
+	NextRotation    int64
+	// OnDemandRotations counts RotateKeyOnDemand calls (AWS allows 25).
+	OnDemandRotations int32
 }
 
 // CurrentMaterial returns the material new ciphertexts use.
@@ -135,6 +153,13 @@ func (s *state) insertKeyID(id string) {
 	s.keyIDs = append(s.keyIDs, "")
 	copy(s.keyIDs[i+1:], s.keyIDs[i:])
 	s.keyIDs[i] = id
+}
+
+func (s *state) removeKeyID(id string) {
+	i := sort.SearchStrings(s.keyIDs, id)
+	if i < len(s.keyIDs) && s.keyIDs[i] == id {
+		s.keyIDs = append(s.keyIDs[:i], s.keyIDs[i+1:]...)
+	}
 }
 
 func (s *state) aliasCount(keyID string) int {
