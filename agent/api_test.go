@@ -302,7 +302,7 @@ func TestBadInput(t *testing.T) {
 			return err
 		}, "ValidationException"},
 		{"not yet", func() error {
-			_, err := ts.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &id})
+			_, err := ts.client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &id})
 			return err
 		}, "UnsupportedOperationException"},
 	}

@@ -61,7 +61,7 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 // open decrypts a ciphertext blob. want, when non-nil, is the key the
 // caller named: a blob of another key is IncorrectKeyException. Every
 // malformed or unauthentic blob is InvalidCiphertextException.
-func (s *Server) open(ctx context.Context, b []byte, ectx map[string]string, want *cluster.Key) (*cluster.Key, []byte, cluster.Material, error) {
+func (s *Server) open(ctx context.Context, op string, b []byte, ectx map[string]string, want *cluster.Key) (*cluster.Key, []byte, cluster.Material, error) {
 	p, err := parseBlob(b)
 	if err != nil {
 		return nil, nil, cluster.Material{}, invalidCiphertext
@@ -74,7 +74,7 @@ func (s *Server) open(ctx context.Context, b []byte, ectx map[string]string, wan
 	if !ok {
 		return nil, nil, cluster.Material{}, invalidCiphertext
 	}
-	if err := s.checkKeyState(groupCrypto, k); err != nil {
+	if err := s.checkKeyState(op, k); err != nil {
 		return nil, nil, cluster.Material{}, err
 	}
 	if k.KeyUsage != usageEncryptDecrypt || k.KeySpec != specSymmetricDefault {

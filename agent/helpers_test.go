@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,31 @@ func newTestServer(t testing.TB) *testServer {
 // arguments after stop() is a restart.
 func startTestServer(t testing.TB, dir string, tok tokenRef) *testServer {
 	t.Helper()
+	return startTestServerClock(t, dir, tok, nil)
+}
+
+// fakeClock is a settable clock for the leader's schedules.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newTestServerClock(t testing.TB) (*testServer, *fakeClock) {
+	t.Helper()
+	lib, label, pin := hsmtest.NewToken(t)
+	clk := &fakeClock{now: time.Now()}
+	return startTestServerClock(t, t.TempDir(), tokenRef{lib, label, pin}, clk.Now), clk
+}
+
+func startTestServerClock(t testing.TB, dir string, tok tokenRef, now func() time.Time) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := hsmpool.New(hsmpool.Config{Lib: tok.lib, TokenLabel: tok.label, PIN: tok.pin})
@@ -55,7 +81,7 @@ func startTestServer(t testing.TB, dir string, tok tokenRef) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Node: node, Pool: pool})
+	srv, err := New(Config{Node: node, Pool: pool, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

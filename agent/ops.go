@@ -17,6 +17,21 @@ var operations = map[string]opFunc{
 	"DeleteAlias":                     opDeleteAlias,
 	"UpdateAlias":                     opUpdateAlias,
 	"ListAliases":                     opListAliases,
+	"EnableKey":                       opEnableKey,
+	"DisableKey":                      opDisableKey,
+	"ScheduleKeyDeletion":             opScheduleKeyDeletion,
+	"CancelKeyDeletion":               opCancelKeyDeletion,
+	"UpdateKeyDescription":            opUpdateKeyDescription,
+	"TagResource":                     opTagResource,
+	"UntagResource":                   opUntagResource,
+	"ListResourceTags":                opListResourceTags,
+	"EnableKeyRotation":               opEnableKeyRotation,
+	"DisableKeyRotation":              opDisableKeyRotation,
+	"GetKeyRotationStatus":            opGetKeyRotationStatus,
+	"RotateKeyOnDemand":               opRotateKeyOnDemand,
+	"ListKeyRotations":                opListKeyRotations,
+	"ReEncrypt":                       opReEncrypt,
+	"GetKeyLastUsage":                 opGetKeyLastUsage,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

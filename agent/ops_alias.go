@@ -33,7 +33,7 @@ func checkAliasName(name *string, field string) (string, error) {
 }
 
 // aliasTarget resolves a TargetKeyId: key id or key ARN only.
-func (s *Server) aliasTarget(id *string) (*cluster.Key, error) {
+func (s *Server) aliasTarget(op string, id *string) (*cluster.Key, error) {
 	if id == nil {
 		return nil, validationRequired("targetKeyId")
 	}
@@ -44,7 +44,7 @@ func (s *Server) aliasTarget(id *string) (*cluster.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkKeyState(groupAlias, k); err != nil {
+	if err := s.checkKeyState(op, k); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -59,7 +59,7 @@ func opCreateAlias(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.aliasTarget(in.TargetKeyId)
+	k, err := s.aliasTarget(r.op, in.TargetKeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func opUpdateAlias(s *Server, r *request) (any, error) {
 	if !ok {
 		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
 	}
-	k, err := s.aliasTarget(in.TargetKeyId)
+	k, err := s.aliasTarget(r.op, in.TargetKeyId)
 	if err != nil {
 		return nil, err
 	}

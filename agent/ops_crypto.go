@@ -10,7 +10,7 @@ var dryRunOK = &APIError{Type: errDryRun, Status: 400, Message: "The request wou
 
 // cryptoKey resolves the key of a symmetric crypto operation and checks its
 // state and usage.
-func (s *Server) cryptoKey(id *string) (*cluster.Key, error) {
+func (s *Server) cryptoKey(op string, id *string) (*cluster.Key, error) {
 	if id == nil {
 		return nil, validationRequired("keyId")
 	}
@@ -18,7 +18,7 @@ func (s *Server) cryptoKey(id *string) (*cluster.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkKeyState(groupCrypto, k); err != nil {
+	if err := s.checkKeyState(op, k); err != nil {
 		return nil, err
 	}
 	if k.KeyUsage != usageEncryptDecrypt || k.KeySpec != specSymmetricDefault {
@@ -56,7 +56,7 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if err := checkContext(in.EncryptionContext); err != nil {
 		return nil, err
 	}
-	k, err := s.cryptoKey(in.KeyId)
+	k, err := s.cryptoKey(r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +70,7 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.usage.record(k.ID, r)
 	return &encryptResponse{CiphertextBlob: blob, KeyId: k.Arn, EncryptionAlgorithm: specSymmetricDefault}, nil
 }
 
@@ -95,7 +96,7 @@ func opDecrypt(s *Server, r *request) (any, error) {
 	}
 	var want *cluster.Key
 	if in.KeyId != nil {
-		k, err := s.cryptoKey(in.KeyId)
+		k, err := s.cryptoKey(r.op, in.KeyId)
 		if err != nil {
 			return nil, err
 		}
@@ -107,10 +108,11 @@ func opDecrypt(s *Server, r *request) (any, error) {
 		}
 		return nil, dryRunOK
 	}
-	k, pt, m, err := s.open(r.ctx, in.CiphertextBlob, in.EncryptionContext, want)
+	k, pt, m, err := s.open(r.ctx, r.op, in.CiphertextBlob, in.EncryptionContext, want)
 	if err != nil {
 		return nil, err
 	}
+	s.usage.record(k.ID, r)
 	return &decryptResponse{KeyId: k.Arn, Plaintext: pt, EncryptionAlgorithm: specSymmetricDefault, KeyMaterialId: materialID(m)}, nil
 }
 
@@ -150,7 +152,7 @@ func (s *Server) generateDataKey(r *request, withPlaintext bool) (any, error) {
 	if in.Recipient != nil {
 		return nil, apiErr(errUnsupported, "Recipient (Nitro Enclaves attestation) is not supported by kmsd.")
 	}
-	k, err := s.cryptoKey(in.KeyId)
+	k, err := s.cryptoKey(r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +172,7 @@ func (s *Server) generateDataKey(r *request, withPlaintext bool) (any, error) {
 		clear(dk)
 		return nil, err
 	}
+	s.usage.record(k.ID, r)
 	out := &generateDataKeyResponse{CiphertextBlob: blob, KeyId: k.Arn, KeyMaterialId: materialID(m)}
 	if withPlaintext {
 		out.Plaintext = dk

@@ -30,7 +30,8 @@ type Config struct {
 	// RequestTimeout bounds each request's work (HSM waits, raft applies);
 	// 0 = 30s.
 	RequestTimeout time.Duration
-	// Now is the clock used for SigV4 skew checks and timestamps; nil = time.Now.
+	// Now is the clock of timestamps and of the leader's schedules
+	// (rotation, deletion); nil = time.Now. Tests pass a fake clock.
 	Now func() time.Time
 }
 
@@ -83,6 +84,7 @@ type Server struct {
 	verifier  *sigv4.Verifier
 	creds     credCache
 	ops       map[string]opFunc
+	usage     *usageTracker
 	http      *fasthttp.Server
 
 	readyMu sync.Mutex
@@ -96,6 +98,8 @@ type opFunc func(s *Server, r *request) (any, error)
 // request is one API call in flight.
 type request struct {
 	ctx       context.Context
+	id        string    // x-amzn-RequestId
+	at        time.Time // when the request arrived
 	op        string
 	body      []byte
 	principal string
@@ -131,7 +135,10 @@ func New(cfg Config) (*Server, error) {
 		ops:       operations,
 	}
 	s.creds.init(s)
-	s.verifier = &sigv4.Verifier{Region: cfg.Region, Service: "kms", Lookup: s.creds.lookup, Now: cfg.Now}
+	s.usage = newUsageTracker(cfg.Now())
+	// SigV4 checks skew against the wall clock, as AWS does; cfg.Now is the
+	// clock of schedules (rotation, deletion) and timestamps.
+	s.verifier = &sigv4.Verifier{Region: cfg.Region, Service: "kms", Lookup: s.creds.lookup}
 	s.http = &fasthttp.Server{
 		Handler:               s.Handler,
 		Name:                  "kmsd",
@@ -234,7 +241,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	r := &request{ctx: rctx, op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
+	r := &request{ctx: rctx, id: reqID, at: s.cfg.Now(), op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
 	out, err := fn(s, r)
 	if err != nil {
 		s.writeError(ctx, op, err)

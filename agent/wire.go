@@ -168,3 +168,118 @@ type listAliasesResponse struct {
 	NextMarker string           `json:"NextMarker,omitempty"`
 	Truncated  bool             `json:"Truncated"`
 }
+
+type keyIDRequest struct {
+	KeyId *string `json:"KeyId"`
+}
+
+type keyIDResponse struct {
+	KeyId string `json:"KeyId"`
+}
+
+type scheduleKeyDeletionRequest struct {
+	KeyId               *string `json:"KeyId"`
+	PendingWindowInDays *int64  `json:"PendingWindowInDays"`
+}
+
+type scheduleKeyDeletionResponse struct {
+	KeyId               string `json:"KeyId"`
+	DeletionDate        epoch  `json:"DeletionDate"`
+	KeyState            string `json:"KeyState"`
+	PendingWindowInDays int32  `json:"PendingWindowInDays"`
+}
+
+type updateKeyDescriptionRequest struct {
+	KeyId       *string `json:"KeyId"`
+	Description *string `json:"Description"`
+}
+
+type tagResourceRequest struct {
+	KeyId *string   `json:"KeyId"`
+	Tags  []tagWire `json:"Tags"`
+}
+
+type untagResourceRequest struct {
+	KeyId   *string  `json:"KeyId"`
+	TagKeys []string `json:"TagKeys"`
+}
+
+type listResourceTagsRequest struct {
+	KeyId  *string `json:"KeyId"`
+	Limit  *int64  `json:"Limit"`
+	Marker *string `json:"Marker"`
+}
+
+type listResourceTagsResponse struct {
+	Tags       []tagWire `json:"Tags"`
+	NextMarker string    `json:"NextMarker,omitempty"`
+	Truncated  bool      `json:"Truncated"`
+}
+
+type enableKeyRotationRequest struct {
+	KeyId                *string `json:"KeyId"`
+	RotationPeriodInDays *int64  `json:"RotationPeriodInDays"`
+}
+
+type getKeyRotationStatusResponse struct {
+	KeyRotationEnabled   bool   `json:"KeyRotationEnabled"`
+	KeyId                string `json:"KeyId"`
+	RotationPeriodInDays *int32 `json:"RotationPeriodInDays,omitempty"`
+	NextRotationDate     *epoch `json:"NextRotationDate,omitempty"`
+}
+
+type listKeyRotationsRequest struct {
+	KeyId              *string `json:"KeyId"`
+	IncludeKeyMaterial *string `json:"IncludeKeyMaterial"`
+	Limit              *int64  `json:"Limit"`
+	Marker             *string `json:"Marker"`
+}
+
+type rotationEntry struct {
+	KeyId            string `json:"KeyId"`
+	KeyMaterialId    string `json:"KeyMaterialId"`
+	KeyMaterialState string `json:"KeyMaterialState"`
+	RotationDate     *epoch `json:"RotationDate,omitempty"`
+	RotationType     string `json:"RotationType,omitempty"`
+}
+
+type listKeyRotationsResponse struct {
+	Rotations  []rotationEntry `json:"Rotations"`
+	NextMarker string          `json:"NextMarker,omitempty"`
+	Truncated  bool            `json:"Truncated"`
+}
+
+type reEncryptRequest struct {
+	CiphertextBlob                 []byte            `json:"CiphertextBlob"`
+	SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
+	SourceKeyId                    *string           `json:"SourceKeyId"`
+	DestinationKeyId               *string           `json:"DestinationKeyId"`
+	DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
+	SourceEncryptionAlgorithm      *string           `json:"SourceEncryptionAlgorithm"`
+	DestinationEncryptionAlgorithm *string           `json:"DestinationEncryptionAlgorithm"`
+	GrantTokens                    []string          `json:"GrantTokens"`
+	DryRun                         bool              `json:"DryRun"`
+}
+
+type reEncryptResponse struct {
+	CiphertextBlob                 []byte `json:"CiphertextBlob"`
+	SourceKeyId                    string `json:"SourceKeyId"`
+	KeyId                          string `json:"KeyId"`
+	SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
+	DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
+	SourceKeyMaterialId            string `json:"SourceKeyMaterialId,omitempty"`
+	DestinationKeyMaterialId       string `json:"DestinationKeyMaterialId,omitempty"`
+}
+
+type keyLastUsageData struct {
+	Operation    string `json:"Operation,omitempty"`
+	Timestamp    *epoch `json:"Timestamp,omitempty"`
+	KmsRequestId string `json:"KmsRequestId,omitempty"`
+}
+
+type getKeyLastUsageResponse struct {
+	KeyId             string            `json:"KeyId"`
+	KeyLastUsage      *keyLastUsageData `json:"KeyLastUsage,omitempty"`
+	TrackingStartDate epoch             `json:"TrackingStartDate"`
+	KeyCreationDate   epoch             `json:"KeyCreationDate"`
+}

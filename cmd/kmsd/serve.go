@@ -146,6 +146,11 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "kmsd: credentials: export AWS_SHARED_CREDENTIALS_FILE=%s\n", credFile)
 	fmt.Fprintf(stdout, "kmsd: try: AWS_SHARED_CREDENTIALS_FILE=%s aws kms create-key --region %s --endpoint-url %s\n", credFile, c.region, url)
 
+	timerCtx, stopTimers := context.WithCancel(ctx)
+	timersDone := make(chan struct{})
+	go func() { srv.RunTimers(timerCtx, time.Second); close(timersDone) }()
+	defer func() { stopTimers(); <-timersDone }()
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

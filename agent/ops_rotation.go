@@ -1,0 +1,176 @@
+package agent
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/kmsd/kmsd/cluster"
+)
+
+const (
+	minRotationDays     = 90
+	maxRotationDays     = 2560
+	defaultRotationDays = 365
+)
+
+// rotatableKey resolves a key for a rotation operation: [7] for keys whose
+// material kmsd cannot rotate (imported, custom key store, not symmetric).
+func (s *Server) rotatableKey(op string, id *string) (*cluster.Key, error) {
+	k, err := s.managedKey(op, id)
+	if err != nil {
+		return nil, err
+	}
+	if k.Origin != originAWSKMS {
+		return nil, stateError(r7, k)
+	}
+	if k.KeySpec != specSymmetricDefault {
+		return nil, apiErr(errUnsupported, "%s is not a symmetric encryption key; its key material cannot be rotated.", k.Arn)
+	}
+	return k, nil
+}
+
+func opEnableKeyRotation(s *Server, r *request) (any, error) {
+	var in enableKeyRotationRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	days := int64(defaultRotationDays)
+	if in.RotationPeriodInDays != nil {
+		days = *in.RotationPeriodInDays
+		if days < minRotationDays || days > maxRotationDays {
+			return nil, validationRange("rotationPeriodInDays", days, minRotationDays, maxRotationDays)
+		}
+	}
+	k, err := s.rotatableKey(r.op, in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	next := s.cfg.Now().Add(time.Duration(days) * day).UnixNano()
+	if err := s.applyKeyChange(r, k, &cluster.SetRotation{KeyID: k.ID, Enabled: true, Days: int32(days), NextRotation: next}); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func opDisableKeyRotation(s *Server, r *request) (any, error) {
+	var in keyIDRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.rotatableKey(r.op, in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.applyKeyChange(r, k, &cluster.SetRotation{KeyID: k.ID, Enabled: false, Days: k.RotationDays}); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func opGetKeyRotationStatus(s *Server, r *request) (any, error) {
+	var in keyIDRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if in.KeyId == nil {
+		return nil, validationRequired("keyId")
+	}
+	k, err := s.resolveKey(*in.KeyId, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkKeyState(r.op, k); err != nil {
+		return nil, err
+	}
+	if k.Origin != originAWSKMS {
+		return nil, stateError(r7, k)
+	}
+	out := &getKeyRotationStatusResponse{KeyRotationEnabled: k.RotationEnabled, KeyId: k.Arn}
+	if k.RotationEnabled {
+		d, n := k.RotationDays, epoch(k.NextRotation)
+		out.RotationPeriodInDays, out.NextRotationDate = &d, &n
+	}
+	return out, nil
+}
+
+func opRotateKeyOnDemand(s *Server, r *request) (any, error) {
+	var in keyIDRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.rotatableKey(r.op, in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if k.OnDemandRotations >= cluster.MaxOnDemandRotations {
+		return nil, apiErr(errLimitExceeded, "%s has reached the limit of %d on-demand rotations.", k.Arn, cluster.MaxOnDemandRotations)
+	}
+	wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.applyKeyChange(r, k, &cluster.RotateKey{KeyID: k.ID,
+		Material: cluster.Material{Wrapped: wrapped, Created: s.cfg.Now().UnixNano(), RotationType: cluster.RotationOnDemand}})
+	if errors.Is(err, cluster.ErrLimitExceeded) {
+		return nil, apiErr(errLimitExceeded, "%s has reached the limit of %d on-demand rotations.", k.Arn, cluster.MaxOnDemandRotations)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &keyIDResponse{KeyId: k.Arn}, nil
+}
+
+func opListKeyRotations(s *Server, r *request) (any, error) {
+	var in listKeyRotationsRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(in.Limit)
+	if err != nil {
+		return nil, err
+	}
+	all := false
+	if in.IncludeKeyMaterial != nil {
+		switch *in.IncludeKeyMaterial {
+		case "ALL_KEY_MATERIAL":
+			all = true
+		case "ROTATIONS_ONLY":
+		default:
+			return nil, validationEnum("includeKeyMaterial", *in.IncludeKeyMaterial, "ALL_KEY_MATERIAL, ROTATIONS_ONLY")
+		}
+	}
+	k, err := s.rotatableKey(r.op, in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	start := 0
+	if in.Marker != nil {
+		n, err := strconv.Atoi(*in.Marker)
+		if err != nil || n < 0 || n > len(k.Materials) {
+			return nil, apiErr(errInvalidMarker, "The marker %q is not one this service returned.", *in.Marker)
+		}
+		start = n
+	}
+	out := &listKeyRotationsResponse{Rotations: []rotationEntry{}}
+	i := start
+	for ; i < len(k.Materials) && len(out.Rotations) < limit; i++ {
+		m := k.Materials[i]
+		if m.RotationType == "" && !all {
+			continue
+		}
+		e := rotationEntry{KeyId: k.ID, KeyMaterialId: materialID(m), KeyMaterialState: "NON_CURRENT", RotationType: m.RotationType}
+		if i == len(k.Materials)-1 {
+			e.KeyMaterialState = "CURRENT"
+		}
+		if m.RotationType != "" {
+			d := epoch(m.Created)
+			e.RotationDate = &d
+		}
+		out.Rotations = append(out.Rotations, e)
+	}
+	if i < len(k.Materials) {
+		out.Truncated, out.NextMarker = true, strconv.Itoa(i)
+	}
+	return out, nil
+}
