@@ -16,8 +16,16 @@ softhsm_present || need+=(softhsm2)
 if [ "${1:-}" = "--test" ]; then
   command -v aws >/dev/null 2>&1 && aws --version >/dev/null 2>&1 || need+=(awscli)
   command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+  command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 fi
-[ ${#need[@]} -eq 0 ] && exit 0
+install_node_modules() {
+  # The AWS Encryption SDK for JavaScript, for the interop test.
+  if [ "${1:-}" = "--test" ] && [ ! -d test/interop/js/node_modules/@aws-crypto/client-node ]; then
+    (cd test/interop/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+cd "$(dirname "$0")/.."
+if [ ${#need[@]} -eq 0 ]; then install_node_modules "${1:-}"; exit 0; fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "kmsd needs: ${need[*]}. Install them as root:" >&2
@@ -32,3 +40,4 @@ echo "installing ${need[*]} ..." >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+install_node_modules "${1:-}"

@@ -79,6 +79,54 @@ out=$(kms encrypt --key-id alias/missing --plaintext "fileb://$work/pt" 2>&1) \
 out=$(AWS_ACCESS_KEY_ID=AKIAEXAMPLEEXAMPLE00 AWS_SECRET_ACCESS_KEY=nope aws kms list-keys --endpoint-url "$url" 2>&1) \
   && bad "unknown access key accepted" || { grep -q UnrecognizedClientException <<<"$out" && ok "unknown access key -> UnrecognizedClientException" || bad "unknown access key" "$out"; }
 
+# Key management (issue #3) through the CLI.
+kid=$(kms create-key --description lifecycle --tags TagKey=team,TagValue=blue 2>&1 | field "['KeyMetadata']['KeyId']")
+out=$(kms update-key-description --key-id "$kid" --description renamed 2>&1) && [ "$(kms describe-key --key-id "$kid" | field "['KeyMetadata']['Description']")" = renamed ] \
+  && ok "update-key-description" || bad "update-key-description" "$out"
+out=$(kms tag-resource --key-id "$kid" --tags TagKey=env,TagValue=test 2>&1) && kms list-resource-tags --key-id "$kid" | grep -q '"env"' \
+  && ok "tag-resource / list-resource-tags" || bad "tag-resource" "$out"
+out=$(kms untag-resource --key-id "$kid" --tag-keys env 2>&1) && ! kms list-resource-tags --key-id "$kid" | grep -q '"env"' \
+  && ok "untag-resource" || bad "untag-resource" "$out"
+out=$(kms disable-key --key-id "$kid" 2>&1) && ok "disable-key" || bad "disable-key" "$out"
+out=$(kms encrypt --key-id "$kid" --plaintext "fileb://$work/pt" 2>&1) \
+  && bad "encrypt with disabled key" || { grep -q DisabledException <<<"$out" && ok "disabled -> DisabledException" || bad "disabled" "$out"; }
+out=$(kms enable-key --key-id "$kid" 2>&1) && ok "enable-key" || bad "enable-key" "$out"
+out=$(kms enable-key-rotation --key-id "$kid" --rotation-period-in-days 90 2>&1) \
+  && [ "$(kms get-key-rotation-status --key-id "$kid" | field "['RotationPeriodInDays']")" = 90 ] \
+  && ok "enable-key-rotation / get-key-rotation-status" || bad "enable-key-rotation" "$out"
+kms encrypt --key-id "$kid" --plaintext "fileb://$work/pt" | field "['CiphertextBlob']" | base64 -d >"$work/ct.v1"
+out=$(kms rotate-key-on-demand --key-id "$kid" 2>&1) && ok "rotate-key-on-demand" || bad "rotate-key-on-demand" "$out"
+out=$(kms list-key-rotations --key-id "$kid" 2>&1) && [ "$(field "['Rotations'][0]['RotationType']" <<<"$out")" = ON_DEMAND ] \
+  && ok "list-key-rotations" || bad "list-key-rotations" "$out"
+out=$(kms decrypt --ciphertext-blob "fileb://$work/ct.v1" 2>&1) && [ "$(field "['Plaintext']" <<<"$out" | base64 -d)" = "hello, kmsd" ] \
+  && ok "decrypt pre-rotation blob" || bad "decrypt pre-rotation blob" "$out"
+out=$(kms re-encrypt --ciphertext-blob "fileb://$work/ct.v1" --destination-key-id "$key" --destination-encryption-context moved=yes 2>&1) \
+  && field "['CiphertextBlob']" <<<"$out" | base64 -d >"$work/ct.re" \
+  && [ "$(kms decrypt --ciphertext-blob "fileb://$work/ct.re" --encryption-context moved=yes | field "['Plaintext']" | base64 -d)" = "hello, kmsd" ] \
+  && ok "re-encrypt" || bad "re-encrypt" "$out"
+out=$(kms disable-key-rotation --key-id "$kid" 2>&1) && ok "disable-key-rotation" || bad "disable-key-rotation" "$out"
+out=$(kms schedule-key-deletion --key-id "$kid" --pending-window-in-days 7 2>&1) \
+  && [ "$(field "['KeyState']" <<<"$out")" = PendingDeletion ] && ok "schedule-key-deletion" || bad "schedule-key-deletion" "$out"
+out=$(kms encrypt --key-id "$kid" --plaintext "fileb://$work/pt" 2>&1) \
+  && bad "encrypt with key pending deletion" || { grep -q KMSInvalidStateException <<<"$out" && ok "pending deletion -> KMSInvalidStateException" || bad "pending deletion" "$out"; }
+out=$(kms cancel-key-deletion --key-id "$kid" 2>&1) \
+  && [ "$(kms describe-key --key-id "$kid" | field "['KeyMetadata']['KeyState']")" = Disabled ] && ok "cancel-key-deletion" || bad "cancel-key-deletion" "$out"
+out=$(kms get-key-last-usage --key-id "$key" 2>&1) && grep -q '"Operation"' <<<"$out" && ok "get-key-last-usage" || bad "get-key-last-usage" "$out"
+out=$(kms update-alias --alias-name alias/e2e --target-key-id "$kid" 2>&1) && ok "update-alias" || bad "update-alias" "$out"
+out=$(kms list-aliases --key-id "$kid" 2>&1) && grep -q alias/e2e <<<"$out" && ok "list-aliases" || bad "list-aliases" "$out"
+out=$(kms update-alias --alias-name alias/e2e --target-key-id "$key" 2>&1) && ok "update-alias back" || bad "update-alias back" "$out"
+out=$(kms delete-alias --alias-name alias/gone 2>&1) \
+  && bad "delete missing alias" || { grep -q NotFoundException <<<"$out" && ok "delete missing alias -> NotFoundException" || bad "delete-alias" "$out"; }
+
+# The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
+if [ -d test/interop/js/node_modules ]; then
+  arn=$(kms describe-key --key-id "$key" | field "['KeyMetadata']['Arn']")
+  if out=$(KMSD_URL=$url KMSD_KEY_ARN=$arn node test/interop/js/interop.mjs 2>&1); then ok "AWS Encryption SDK for JavaScript interop"
+  else bad "AWS Encryption SDK for JavaScript interop" "$out"; fi
+else
+  bad "AWS Encryption SDK for JavaScript interop: run make test-deps (npm ci in test/interop/js)"
+fi
+
 stop
 start
 out=$(kms decrypt --ciphertext-blob "fileb://$work/ct" --encryption-context app=e2e 2>&1) \
