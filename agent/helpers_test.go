@@ -68,6 +68,12 @@ func newTestServerClock(t testing.TB) (*testServer, *fakeClock) {
 
 func startTestServerClock(t testing.TB, dir string, tok tokenRef, now func() time.Time) *testServer {
 	t.Helper()
+	return startTestServerCfg(t, dir, tok, Config{Now: now})
+}
+
+// startTestServerCfg starts a node with cfg (Node and Pool are filled in).
+func startTestServerCfg(t testing.TB, dir string, tok tokenRef, cfg Config) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := hsmpool.New(hsmpool.Config{Lib: tok.lib, TokenLabel: tok.label, PIN: tok.pin})
@@ -81,7 +87,8 @@ func startTestServerClock(t testing.TB, dir string, tok tokenRef, now func() tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Node: node, Pool: pool, Now: now})
+	cfg.Node, cfg.Pool = node, pool
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
 // guideTable is the AWS KMS Developer Guide's key-state table for the
@@ -361,4 +363,13 @@ func TestRotationAndDeletionTimers(t *testing.T) {
 	wantAPIError(t, err, "NotFoundException")
 	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: old.CiphertextBlob})
 	wantAPIError(t, err, "InvalidCiphertextException")
+}
+
+func TestKeyQuota(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{MaxKeys: 2})
+	ts.createKey(t)
+	ts.createKey(t)
+	_, err := ts.client.CreateKey(context.Background(), &kms.CreateKeyInput{})
+	wantAPIError(t, err, "LimitExceededException")
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -113,7 +114,11 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
 		Tags:      tags, Policy: policy,
 	}
-	if _, err := s.node.Apply(r.ctx, &cluster.CreateKey{Key: k}); err != nil {
+	_, err = s.node.Apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
+	if errors.Is(err, cluster.ErrLimitExceeded) {
+		return nil, apiErr(errLimitExceeded, "The request was rejected because the account has reached its quota of KMS keys.")
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil

@@ -30,6 +30,9 @@ type Config struct {
 	// RequestTimeout bounds each request's work (HSM waits, raft applies);
 	// 0 = 30s.
 	RequestTimeout time.Duration
+	// MaxKeys is the resource quota of KMS keys in the account; 0 = AWS's
+	// 100,000. Exceeding it is LimitExceededException.
+	MaxKeys int
 	// Now is the clock of timestamps and of the leader's schedules
 	// (rotation, deletion); nil = time.Now. Tests pass a fake clock.
 	Now func() time.Time

@@ -38,9 +38,11 @@ type Command interface {
 	cmdType() CmdType
 }
 
-// CreateKey adds a new key. Fails with ErrKeyExists or ErrLimitExceeded.
+// CreateKey adds a new key. Fails with ErrKeyExists, or ErrLimitExceeded
+// when the state already holds MaxKeys keys (0 = the package's MaxKeys).
 type CreateKey struct {
-	Key *Key
+	Key     *Key
+	MaxKeys int
 }
 
 // CreateAlias adds an alias. Fails with ErrAliasExists, ErrKeyNotFound or

@@ -52,8 +52,12 @@ func (s *state) apply(c Command) any {
 		if _, ok := s.keys[k.ID]; ok {
 			return fmt.Errorf("%w: %s", ErrKeyExists, k.ID)
 		}
-		if len(s.keys) >= MaxKeys {
-			return fmt.Errorf("%w: %d keys", ErrLimitExceeded, MaxKeys)
+		limit := c.MaxKeys
+		if limit <= 0 {
+			limit = MaxKeys
+		}
+		if len(s.keys) >= limit {
+			return fmt.Errorf("%w: %d keys", ErrLimitExceeded, limit)
 		}
 		s.keys[k.ID] = k.clone()
 		s.insertKeyID(k.ID)
