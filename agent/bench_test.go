@@ -51,6 +51,7 @@ func signedRequest(b *testing.B, ts *testServer, op string, body []byte) *fastht
 func benchOp(b *testing.B, ts *testServer, op string, body []byte) {
 	req := signedRequest(b, ts, op, body)
 	b.ReportAllocs()
+	b.SetParallelism(32) // 64 concurrent requests on 2 cores, like 64 connections
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var ctx fasthttp.RequestCtx
@@ -64,6 +65,8 @@ func benchOp(b *testing.B, ts *testServer, op string, body []byte) {
 			}
 		}
 	})
+	st := ts.batch.Stats()
+	b.ReportMetric(float64(st.Items)/float64(max(st.HSMOps, 1)), "items/hsmop")
 }
 
 func BenchmarkGenerateDataKey(b *testing.B) {
@@ -115,6 +118,7 @@ func BenchmarkBaselineIdealGDK(b *testing.B) {
 	req.Header.SetMethod("POST")
 	req.SetBody([]byte(`{"KeyId":"k","KeySpec":"AES_256","EncryptionContext":{"app":"bench"}}`))
 	b.ReportAllocs()
+	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var ctx fasthttp.RequestCtx

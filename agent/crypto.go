@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 
@@ -31,25 +31,22 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 	out = appendHeader(out, k.ID, m.Version)
 	hlen := len(out)
 
-	var bk [batchKeyLen]byte
-	defer clear(bk[:])
-	if _, err := rand.Read(bk[:]); err != nil {
-		return nil, m, err
-	}
-	wrapped, err := s.pool.Seal(ctx, m.Wrapped, bk[:], out[:hlen])
+	// The batch key may be shared with concurrent requests for the same key
+	// and material (batch/); index is unique among them, so the nonce
+	// derived from it never repeats under one batch key.
+	bk, wrapped, index, err := s.batch.NewKey(ctx, m.Wrapped, out[:hlen])
 	if err != nil {
 		return nil, m, err
 	}
+	defer clear(bk)
 	if len(wrapped) != wrappedKeyLen {
 		return nil, m, errors.New("agent: HSM returned a sealed batch key of unexpected size")
 	}
 	out = append(out, wrapped...)
 	nonceAt := len(out)
-	out = out[:nonceAt+gcmIVLen]
-	if _, err := rand.Read(out[nonceAt:]); err != nil {
-		return nil, m, err
-	}
-	aead, err := newGCM(bk[:])
+	out = append(out, 0, 0, 0, 0, 0, 0, 0, 0)
+	out = binary.BigEndian.AppendUint32(out, index)
+	aead, err := newGCM(bk)
 	if err != nil {
 		return nil, m, err
 	}
@@ -84,7 +81,7 @@ func (s *Server) open(ctx context.Context, op string, b []byte, ectx map[string]
 	if !ok {
 		return nil, nil, cluster.Material{}, invalidCiphertext
 	}
-	bk, err := s.pool.Open(ctx, m.Wrapped, p.wrapped, p.header)
+	bk, err := s.openBatchKey(ctx, k, m, p)
 	if err != nil {
 		if errors.Is(err, hsmpool.ErrAuthFailed) {
 			return nil, nil, m, invalidCiphertext
@@ -102,6 +99,13 @@ func (s *Server) open(ctx context.Context, op string, b []byte, ectx map[string]
 		return nil, nil, m, invalidCiphertext
 	}
 	return k, pt, m, nil
+}
+
+// openBatchKey returns the batch key of blob p: from the cache of unwrapped
+// batch keys when it holds it, else from the HSM (coalesced by batch/).
+// The caller owns the result and zeroes it.
+func (s *Server) openBatchKey(ctx context.Context, k *cluster.Key, m cluster.Material, p blob) ([]byte, error) {
+	return s.batch.OpenKey(ctx, m.Wrapped, p.wrapped, p.header)
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kmsd/kmsd/agent/sigv4"
+	"github.com/kmsd/kmsd/batch"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
 )
@@ -30,6 +31,9 @@ type Config struct {
 	// RequestTimeout bounds each request's work (HSM waits, raft applies);
 	// 0 = 30s.
 	RequestTimeout time.Duration
+	// MaxBatch is the most requests one HSM operation serves (batch/);
+	// 0 = 64, 1 = batching off.
+	MaxBatch int
 	// MaxKeys is the resource quota of KMS keys in the account; 0 = AWS's
 	// 100,000. Exceeding it is LimitExceededException.
 	MaxKeys int
@@ -45,6 +49,9 @@ func (c Config) Validate() error {
 	}
 	if c.Pool == nil {
 		return errors.New("agent: Config.Pool is required")
+	}
+	if c.MaxBatch < 0 {
+		return fmt.Errorf("agent: Config.MaxBatch %d must not be negative", c.MaxBatch)
 	}
 	if c.AccountID != "" && (len(c.AccountID) != 12 || !isDigits(c.AccountID)) {
 		return fmt.Errorf("agent: Config.AccountID %q must be 12 digits", c.AccountID)
@@ -88,6 +95,7 @@ type Server struct {
 	creds     credCache
 	ops       map[string]opFunc
 	usage     *usageTracker
+	batch     *batch.Batcher
 	http      *fasthttp.Server
 
 	readyMu sync.Mutex
@@ -137,6 +145,11 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		ops:       operations,
 	}
+	bt, err := batch.New(cfg.Pool, batch.Config{MaxBatch: cfg.MaxBatch})
+	if err != nil {
+		return nil, err
+	}
+	s.batch = bt
 	s.creds.init(s)
 	s.usage = newUsageTracker(cfg.Now())
 	// SigV4 checks skew against the wall clock, as AWS does; cfg.Now is the

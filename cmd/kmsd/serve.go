@@ -34,6 +34,7 @@ type serveConfig struct {
 	pinEnv       string
 	hsmSessions  int
 	maxKeys      int
+	maxBatch     int
 	logLevel     string
 	readyTimeout time.Duration
 }
@@ -52,6 +53,7 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.pinFile, "pkcs11-pin-file", "", "`file` holding the user PIN (with --pkcs11-lib)")
 	fs.StringVar(&c.pinEnv, "pkcs11-pin-env", "KMSD_PKCS11_PIN", "environment `variable` holding the user PIN when no --pkcs11-pin-file (with --pkcs11-lib)")
 	fs.IntVar(&c.hsmSessions, "hsm-sessions", 4, "PKCS#11 sessions in the pool")
+	fs.IntVar(&c.maxBatch, "max-batch", 64, "most requests one HSM operation serves; 1 turns batching off")
 	fs.IntVar(&c.maxKeys, "max-keys", 100000, "quota of KMS keys in the account (LimitExceededException beyond it)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long to wait for raft and the HSM at start")
@@ -126,7 +128,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	}
 	defer node.Close()
 
-	srv, err := agent.New(agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log, MaxKeys: c.maxKeys})
+	srv, err := agent.New(agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log, MaxKeys: c.maxKeys, MaxBatch: c.maxBatch})
 	if err != nil {
 		return err
 	}
