@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
 // rawCall sends a hand-made request so tests control every header and byte.
@@ -154,3 +155,29 @@ type wrapErr struct{ err error }
 
 func (w *wrapErr) Error() string { return "wrapped: " + w.err.Error() }
 func (w *wrapErr) Unwrap() error { return w.err }
+
+func TestMetrics(t *testing.T) {
+	ts := newTestServer(t)
+	id := ts.createKey(t)
+	ts.client.Encrypt(context.Background(), &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
+	ts.client.Encrypt(context.Background(), &kms.EncryptInput{KeyId: aws.String("alias/none"), Plaintext: []byte("x")})
+	resp, err := http.Get(ts.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`kmsd_requests_total{code="ok",op="Encrypt"} 1`,
+		`kmsd_requests_total{code="NotFoundException",op="Encrypt"} 1`,
+		`kmsd_requests_total{code="ok",op="CreateKey"} 1`,
+		"kmsd_batch_hsm_ops_total", "kmsd_hsm_sessions ", "kmsd_request_seconds_bucket",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(string(b), ts.admin.Secret) {
+		t.Fatal("/metrics carries a secret")
+	}
+}

@@ -96,6 +96,7 @@ type Server struct {
 	ops       map[string]opFunc
 	usage     *usageTracker
 	batch     *batch.Batcher
+	metrics   *metrics
 	http      *fasthttp.Server
 
 	readyMu sync.Mutex
@@ -150,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.batch = bt
+	s.metrics = newMetrics(s)
 	s.creds.init(s)
 	s.usage = newUsageTracker(cfg.Now())
 	// SigV4 checks skew against the wall clock, as AWS does; cfg.Now is the
@@ -204,6 +206,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			}
 			ctx.SetBodyString("ready\n")
 			return
+		case "/metrics":
+			s.metrics.handler(ctx)
+			return
 		}
 	}
 	s.serveAPI(ctx)
@@ -229,30 +234,31 @@ func (s *Server) Ready(ctx context.Context) error {
 const targetPrefix = "TrentService."
 
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
 	reqID := uuid.NewString()
 	ctx.Response.Header.Set("x-amzn-RequestId", reqID)
 	ctx.SetContentType("application/x-amz-json-1.1")
 
 	if !ctx.IsPost() {
-		s.writeError(ctx, "", &APIError{Type: errUnknownOperation, Message: "Only POST is supported.", Status: 400})
+		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Message: "Only POST is supported.", Status: 400})
 		return
 	}
 	// Authenticate before anything else is looked at.
 	res, err := s.verifier.Verify(&ctx.Request)
 	if err != nil {
-		s.writeError(ctx, "", err)
+		s.writeError(ctx, "", start, err)
 		return
 	}
 	principal, ok := s.creds.principal(res.AccessKeyID)
 	if !ok {
-		s.writeError(ctx, "", sigv4.ErrUnknownAccessKey)
+		s.writeError(ctx, "", start, sigv4.ErrUnknownAccessKey)
 		return
 	}
 	target := ctx.Request.Header.Peek("X-Amz-Target")
 	op, ok := strings.CutPrefix(string(target), targetPrefix)
 	fn := s.ops[op]
 	if !ok || fn == nil {
-		s.writeError(ctx, op, &APIError{Type: errUnknownOperation, Status: 400})
+		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Status: 400})
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
@@ -260,21 +266,23 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	r := &request{ctx: rctx, id: reqID, at: s.cfg.Now(), op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
 	out, err := fn(s, r)
 	if err != nil {
-		s.writeError(ctx, op, err)
+		s.writeError(ctx, op, start, err)
 		return
 	}
 	b, err := json.Marshal(out)
 	wipeResponse(out)
 	if err != nil {
-		s.writeError(ctx, op, err)
+		s.writeError(ctx, op, start, err)
 		return
 	}
 	ctx.SetBody(b)
 	clear(b)
+	s.metrics.observe(op, "ok", start)
 }
 
-func (s *Server) writeError(ctx *fasthttp.RequestCtx, op string, err error) {
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, op string, start time.Time, err error) {
 	ae, unexpected := apiErrorFrom(err)
+	s.metrics.observe(op, ae.Type, start)
 	if unexpected {
 		s.log.Error("request failed", "op", op, "err", err)
 	}

@@ -32,6 +32,7 @@ type scratch struct {
 	sum [sha256.Size]byte
 	mac [sha256.Size]byte
 	hex [2 * sha256.Size]byte
+	pad [sha256.BlockSize]byte
 }
 
 var scratchPool = sync.Pool{New: func() any {
@@ -71,7 +72,7 @@ func (s *scratch) signature(key *[sha256.Size]byte, in *canonicalInput) []byte {
 // hmac sets s.mac to HMAC-SHA256(key, msg) for a key of at most one block,
 // reusing s.h instead of allocating a crypto/hmac state per request.
 func (s *scratch) hmac(key, msg []byte) {
-	var pad [64]byte
+	pad := &s.pad
 	copy(pad[:], key)
 	for i := range pad {
 		pad[i] ^= 0x36

@@ -198,3 +198,11 @@ func headerValue(raw []byte, name string) string {
 	}
 	return ""
 }
+
+func awsCreds(akid, secret, token string) aws.Credentials {
+	return aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret, SessionToken: token}
+}
+
+func sdkSigner() *v4.Signer { return v4.NewSigner() }
+
+func bufioReader(raw []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(raw)) }

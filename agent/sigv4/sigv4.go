@@ -157,11 +157,11 @@ func (v *Verifier) Verify(req *fasthttp.Request) (Result, error) {
 		}
 	} else if t.Before(now.Add(-skew)) {
 		return Result{}, &authError{kind: ErrExpired, msg: fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - %s)",
-			amzDate[:], now.Add(-skew).Format(amzDateLayout), now.Format(amzDateLayout), fmtSkew(skew))}
+			string(amzDate[:]), now.Add(-skew).Format(amzDateLayout), now.Format(amzDateLayout), fmtSkew(skew))}
 	}
 	if t.After(now.Add(skew)) {
 		return Result{}, &authError{kind: ErrExpired, msg: fmt.Sprintf("Signature not yet current: %s is still later than %s (%s + %s)",
-			amzDate[:], now.Add(skew).Format(amzDateLayout), now.Format(amzDateLayout), fmtSkew(skew))}
+			string(amzDate[:]), now.Add(skew).Format(amzDateLayout), now.Format(amzDateLayout), fmtSkew(skew))}
 	}
 
 	// Identity.
@@ -335,7 +335,7 @@ func (v *Verifier) checkScope(cred, amzDate []byte) (akid, scope []byte, err err
 		return nil, nil, incomplete(fmt.Sprintf("Credential should be scoped with a valid terminator: '%s', not '%s'.", scopeTerminator, echo(term)))
 	}
 	if !bytes.Equal(date, amzDate[:8]) {
-		return nil, nil, incomplete(fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", echo(date), amzDate[:8], amzDate))
+		return nil, nil, incomplete(fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", echo(date), string(amzDate[:8]), string(amzDate)))
 	}
 	if string(region) != v.Region || v.Region == "" {
 		return nil, nil, incomplete("Credential should be scoped to a valid region.")

@@ -10,9 +10,13 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestSDKSigned: requests signed by aws-sdk-go-v2's v4 signer verify.
@@ -145,16 +149,24 @@ func loadBotocore(t testing.TB) []botoVector {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vs, err := decodeBotocore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+func decodeBotocore(data []byte) ([]botoVector, error) {
 	var f struct {
 		Vectors []botoVector `json:"vectors"`
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if len(f.Vectors) == 0 {
-		t.Fatal("no vectors")
+		return nil, errors.New("no vectors")
 	}
-	return f.Vectors
+	return f.Vectors, nil
 }
 
 // TestBotocoreVectors: requests signed by botocore (the AWS CLI's signer),
@@ -199,6 +211,9 @@ func TestSingleByteChanges(t *testing.T) {
 			for _, i := range coveredOffsets(s.raw, signed) {
 				mut := bytes.Clone(s.raw)
 				mut[i] ^= 0x01
+				if samePathAfterNormalizing(s.raw, mut) {
+					continue // "/a/./b" and "/a//b" sign alike (botocore normalises)
+				}
 				req, err := parse(mut)
 				if err != nil {
 					continue // not a request any more
@@ -392,14 +407,14 @@ func TestKeyCacheBounded(t *testing.T) {
 // TestRefSignMatchesSDK checks it against the SDK first.
 func refSign(method, target, host string, hdrs [][2]string, body []byte, amzDate string) string {
 	path, query, _ := strings.Cut(target, "?")
+	all := append([][2]string{{"host", host}}, hdrs...)
+	slices.SortFunc(all, func(a, b [2]string) int { return strings.Compare(strings.ToLower(a[0]), strings.ToLower(b[0])) })
 	var names []string
 	canon := ""
-	for _, h := range hdrs {
+	for _, h := range all {
 		names = append(names, strings.ToLower(h[0]))
 		canon += strings.ToLower(h[0]) + ":" + h[1] + "\n"
 	}
-	canon = "host:" + host + "\n" + canon
-	names = append([]string{"host"}, names...)
 	sum := sha256.Sum256(body)
 	cr := strings.Join([]string{method, path, query, canon, strings.Join(names, ";"), hex.EncodeToString(sum[:])}, "\n")
 	crSum := sha256.Sum256([]byte(cr))
@@ -441,8 +456,6 @@ func TestDateHeaderFallback(t *testing.T) {
 // normalising header-name case.
 func TestHeaderNamesNotNormalized(t *testing.T) {
 	raw := sdkSign(t, kmsOpts())
-	req := mustParse(t, bytes.ToLower(raw[:bytes.Index(raw, []byte("\r\n\r\n"))]))
-	_ = req // lowercasing everything changes the method and values; build a proper case instead:
 	r2 := &fasthttp.Request{}
 	r2.Header.DisableNormalizing()
 	if err := r2.Read(bufioReader(raw)); err != nil {
@@ -469,4 +482,18 @@ func TestNormalizePath(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return strconvItoa(n) }
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func samePathAfterNormalizing(a, b []byte) bool {
+	lineA, restA, okA := bytes.Cut(a, []byte("\r\n"))
+	lineB, restB, okB := bytes.Cut(b, []byte("\r\n"))
+	fa, fb := strings.Fields(string(lineA)), strings.Fields(string(lineB))
+	if !okA || !okB || len(fa) != 3 || len(fb) != 3 || fa[0] != fb[0] || fa[2] != fb[2] || !bytes.Equal(restA, restB) {
+		return false
+	}
+	pa, qa, _ := strings.Cut(fa[1], "?")
+	pb, qb, _ := strings.Cut(fb[1], "?")
+	na, _ := normalizePath([]byte(pa))
+	nb, _ := normalizePath([]byte(pb))
+	return qa == qb && pa != pb && bytes.Equal(na, nb)
+}

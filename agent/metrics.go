@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// metrics are the node's Prometheus metrics, served on GET /metrics.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec   // op, code ("ok" or the AWS error type)
+	latency  *prometheus.HistogramVec // op
+	handler  fasthttp.RequestHandler
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmsd_requests_total", Help: "API requests by operation and outcome (ok or the AWS error type).",
+	}, []string{"op", "code"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kmsd_request_seconds", Help: "API request latency inside the server, by operation.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+	}, []string{"op"})
+	m.reg.MustRegister(m.requests, m.latency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_batch_hsm_ops_total", Help: "HSM operations made by the batcher."},
+			func() float64 { return float64(s.batch.Stats().HSMOps) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_batch_items_total", Help: "Requests served by batched HSM operations."},
+			func() float64 { return float64(s.batch.Stats().Items) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kmsd_hsm_sessions", Help: "PKCS#11 sessions in the pool."},
+			func() float64 { return float64(s.pool.Stats().Sessions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kmsd_hsm_sessions_in_use", Help: "PKCS#11 sessions lent out now."},
+			func() float64 { return float64(s.pool.Stats().InUse) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_hsm_waits_total", Help: "Session checkouts that had to wait."},
+			func() float64 { return float64(s.pool.Stats().Waits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_hsm_reopens_total", Help: "Sessions re-opened after a session or token error."},
+			func() float64 { return float64(s.pool.Stats().Reopens) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_hsm_ops_total", Help: "PKCS#11 operations run."},
+			func() float64 { return float64(s.pool.Stats().Ops) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_hsm_errors_total", Help: "PKCS#11 operations that failed."},
+			func() float64 { return float64(s.pool.Stats().Errors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kmsd_raft_applied_index", Help: "Last raft index applied to this node's state."},
+			func() float64 { return float64(s.node.AppliedIndex()) }),
+	)
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return m
+}
+
+func (m *metrics) observe(op, code string, start time.Time) {
+	if op == "" {
+		op = "unknown"
+	}
+	m.requests.WithLabelValues(op, code).Inc()
+	m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
