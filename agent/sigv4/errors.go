@@ -34,6 +34,10 @@ func (e *authError) Unwrap() error { return e.kind }
 
 func incomplete(msg string) error { return &authError{msg: msg, kind: ErrIncomplete} }
 
+// badScope is a well-formed credential scope that names another date,
+// region or service: AWS answers InvalidSignatureException for these.
+func badScope(msg string) error { return &authError{msg: msg, kind: ErrSignatureMismatch} }
+
 // maxEcho bounds how much of the client's Authorization header an error
 // message repeats.
 const maxEcho = 256

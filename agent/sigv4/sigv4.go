@@ -335,13 +335,13 @@ func (v *Verifier) checkScope(cred, amzDate []byte) (akid, scope []byte, err err
 		return nil, nil, incomplete(fmt.Sprintf("Credential should be scoped with a valid terminator: '%s', not '%s'.", scopeTerminator, echo(term)))
 	}
 	if !bytes.Equal(date, amzDate[:8]) {
-		return nil, nil, incomplete(fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", echo(date), string(amzDate[:8]), string(amzDate)))
+		return nil, nil, badScope(fmt.Sprintf("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", echo(date), string(amzDate[:8]), string(amzDate)))
 	}
 	if string(region) != v.Region || v.Region == "" {
-		return nil, nil, incomplete("Credential should be scoped to a valid region.")
+		return nil, nil, badScope("Credential should be scoped to a valid region.")
 	}
 	if string(service) != v.service() {
-		return nil, nil, incomplete(fmt.Sprintf("Credential should be scoped to correct service: '%s'.", v.service()))
+		return nil, nil, badScope(fmt.Sprintf("Credential should be scoped to correct service: '%s'.", v.service()))
 	}
 	return akid, scope, nil
 }
