@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
@@ -14,8 +15,9 @@ var _ raft.FSM = (*fsm)(nil)
 // only on the state and the command.
 type fsm struct {
 	st *state
-	// onApply, when set, is called after each applied index (outside locks).
-	onApply func(index uint64)
+	// keyChanged, when set, is called (outside locks) after a command that
+	// changed or removed a key was applied, with that key's id.
+	keyChanged atomic.Pointer[func(keyID string)]
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
@@ -32,10 +34,32 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.st.mu.Lock()
 	f.st.applied = l.Index
 	f.st.mu.Unlock()
-	if f.onApply != nil {
-		f.onApply(l.Index)
+	if fn := f.keyChanged.Load(); fn != nil && err == nil {
+		if _, failed := resp.(error); !failed {
+			if id := changedKey(cmd); id != "" {
+				(*fn)(id)
+			}
+		}
 	}
 	return resp
+}
+
+// changedKey names the key a command changes in a way that must drop
+// cached secrets of it (state, material, existence), or "".
+func changedKey(c Command) string {
+	switch c := c.(type) {
+	case *SetKeyEnabled:
+		return c.KeyID
+	case *ScheduleDeletion:
+		return c.KeyID
+	case *CancelDeletion:
+		return c.KeyID
+	case *DeleteKey:
+		return c.KeyID
+	case *RotateKey:
+		return c.KeyID
+	}
+	return ""
 }
 
 // apply runs one command under the write lock and returns its response

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 )
 
@@ -93,5 +94,22 @@ func TestTags(t *testing.T) {
 	k, _ := n.Key("t")
 	if len(k.Tags) != MaxTagsPerKey-1 || k.Tags[0].Value != "new" {
 		t.Fatalf("tags: %d %+v", len(k.Tags), k.Tags[0])
+	}
+}
+
+func TestOnKeyChange(t *testing.T) {
+	n := newTestNode(t, t.TempDir())
+	var mu sync.Mutex
+	var got []string
+	n.OnKeyChange(func(id string) { mu.Lock(); got = append(got, id); mu.Unlock() })
+	mustApply(t, n, &CreateKey{Key: testKey("a")})
+	mustApply(t, n, &TagKey{KeyID: "a", Tags: []Tag{{Key: "x"}}})
+	mustApply(t, n, &SetKeyEnabled{KeyID: "a", Enabled: false})
+	n.Apply(context.Background(), &SetKeyEnabled{KeyID: "missing"}) // rejected: no call
+	mustApply(t, n, &ScheduleDeletion{KeyID: "a", DeletionDate: 1})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != "[a a]" {
+		t.Fatalf("OnKeyChange calls: %v", got)
 	}
 }

@@ -45,6 +45,7 @@ func (c Config) Validate() error {
 type Node struct {
 	cfg   Config
 	st    *state
+	fsm   *fsm
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
 	trans raft.Transport
@@ -119,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
-	return &Node{cfg: cfg, st: st, raft: r, store: store, trans: trans}, nil
+	return &Node{cfg: cfg, st: st, fsm: f, raft: r, store: store, trans: trans}, nil
 }
 
 // WaitReady blocks until this node is the leader (for a cluster of one) and
@@ -178,6 +179,19 @@ func (n *Node) Apply(ctx context.Context, c Command) (any, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// OnKeyChange registers fn to be called on this node after it applies a
+// change of a key's state or material (disable, deletion schedule or
+// cancel, deletion, rotation), with the key's id: the hook caches use to
+// forget that key's secrets on every node, leader or follower. fn runs on
+// raft's apply goroutine and must be quick; nil removes it.
+func (n *Node) OnKeyChange(fn func(keyID string)) {
+	if fn == nil {
+		n.fsm.keyChanged.Store(nil)
+		return
+	}
+	n.fsm.keyChanged.Store(&fn)
 }
 
 // Key returns the key with id, or false.
