@@ -104,8 +104,24 @@ func (s *Server) open(ctx context.Context, op string, b []byte, ectx map[string]
 // openBatchKey returns the batch key of blob p: from the cache of unwrapped
 // batch keys when it holds it, else from the HSM (coalesced by batch/).
 // The caller owns the result and zeroes it.
+//
+// The cache is keyed by the blob's header and sealed batch key (so a hit
+// needs the same blob prefix the HSM would have unsealed) and owned by the
+// key, so a state change purges it; callers have already checked the key's
+// state, and the body's GCM tag (with the caller's context) is still checked
+// after a hit: a caller never gets what the HSM path would refuse it.
 func (s *Server) openBatchKey(ctx context.Context, k *cluster.Key, m cluster.Material, p blob) ([]byte, error) {
-	return s.batch.OpenKey(ctx, m.Wrapped, p.wrapped, p.header)
+	ck := make([]byte, 0, len(p.header)+len(p.wrapped))
+	ck = append(append(ck, p.header...), p.wrapped...)
+	if bk, ok := s.keyCache.Get(ck); ok {
+		return bk, nil
+	}
+	bk, err := s.batch.OpenKey(ctx, m.Wrapped, p.wrapped, p.header)
+	if err != nil {
+		return nil, err
+	}
+	s.keyCache.Set(k.ID, ck, bk)
+	return bk, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

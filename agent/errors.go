@@ -7,6 +7,7 @@ import (
 	"github.com/kmsd/kmsd/agent/sigv4"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
+	"github.com/kmsd/kmsd/quota"
 )
 
 // APIError is the one error type the API sends: {"__type": Type,
@@ -51,6 +52,7 @@ const (
 	errUnrecognizedClient = "UnrecognizedClientException"
 	errInvalidSignature   = "InvalidSignatureException"
 	errAccessDenied       = "AccessDeniedException"
+	errThrottling         = "ThrottlingException"
 )
 
 // apiErrorFrom maps any error to the API error to send. It is the only
@@ -88,6 +90,7 @@ var errorTable = []struct {
 	{sigv4.ErrUnknownAccessKey, errUnrecognizedClient, 400, "The security token included in the request is invalid."},
 	{sigv4.ErrSignatureMismatch, errInvalidSignature, 400, ""},
 	{sigv4.ErrExpired, errInvalidSignature, 400, ""},
+	{quota.ErrThrottled, errThrottling, 400, "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."},
 	{hsmpool.ErrAuthFailed, errInvalidCiphertext, 400, "The ciphertext is invalid or was not made by this key."},
 	{hsmpool.ErrExhausted, errInternal, 500, "No HSM session was free in time. Retry the request."},
 	{hsmpool.ErrClosed, errInternal, 500, "The HSM is not available."},

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
+	"github.com/kmsd/kmsd/cache"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
@@ -88,6 +89,12 @@ func startTestServerCfg(t testing.TB, dir string, tok tokenRef, cfg Config) *tes
 		t.Fatal(err)
 	}
 	cfg.Node, cfg.Pool = node, pool
+	if cfg.Quotas.Rates == nil {
+		cfg.DisableQuotas = true // tests make keys faster than CreateKey's 5/s
+	}
+	if cfg.DecryptCache.MaxAge == 0 {
+		cfg.DecryptCache = cache.Config{MaxAge: time.Minute}
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+	"github.com/kmsd/kmsd/quota"
 )
 
 // guideTable is the AWS KMS Developer Guide's key-state table for the
@@ -372,4 +373,81 @@ func TestKeyQuota(t *testing.T) {
 	ts.createKey(t)
 	_, err := ts.client.CreateKey(context.Background(), &kms.CreateKeyInput{})
 	wantAPIError(t, err, "LimitExceededException")
+}
+
+// TestCacheNeverServesUnusableKey: once a Decrypt has cached a batch key,
+// disabling the key or scheduling its deletion stops every Decrypt at once,
+// and the cache is purged on every such change.
+func TestCacheNeverServesUnusableKey(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	c := ts.client
+	id := ts.createKey(t)
+	k := aws.String(id)
+	enc, _ := c.Encrypt(ctx, &kms.EncryptInput{KeyId: k, Plaintext: []byte("cached")})
+	for i := 0; i < 3; i++ {
+		if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+			t.Fatal(err)
+		}
+		ts.keyCache.Wait()
+	}
+	if st := ts.keyCache.Stats(); st.Hits < 2 {
+		t.Fatalf("cache not used: %+v", st)
+	}
+	if _, err := c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: k}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	wantAPIError(t, err, "DisabledException")
+	purges := ts.keyCache.Stats().Purges
+	if purges == 0 {
+		t.Fatal("DisableKey did not purge the cache")
+	}
+	c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: k})
+	hits := ts.keyCache.Stats().Hits
+	if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+		t.Fatal(err)
+	}
+	if ts.keyCache.Stats().Hits != hits {
+		t.Fatal("a batch key cached before DisableKey was served after it")
+	}
+	ts.keyCache.Wait()
+	if _, err := c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: k, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	wantAPIError(t, err, "KMSInvalidStateException")
+	if ts.keyCache.Stats().Purges <= purges {
+		t.Fatal("ScheduleKeyDeletion did not purge the cache")
+	}
+	// A cached batch key does not bypass the encryption context check.
+	other := ts.createKey(t)
+	e2, _ := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(other), Plaintext: []byte("x"), EncryptionContext: map[string]string{"a": "b"}})
+	c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: e2.CiphertextBlob, EncryptionContext: map[string]string{"a": "b"}})
+	ts.keyCache.Wait()
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: e2.CiphertextBlob, EncryptionContext: map[string]string{"a": "c"}})
+	wantAPIError(t, err, "InvalidCiphertextException")
+}
+
+func TestThrottling(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin},
+		Config{Quotas: quota.Config{Rates: map[quota.Group]float64{quota.Symmetric: 5}}})
+	ok, throttled := 0, 0
+	for i := 0; i < 50; i++ {
+		_, err := ts.client.GenerateRandom(context.Background(), &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(8)})
+		if err == nil {
+			ok++
+			continue
+		}
+		wantAPIError(t, err, "ThrottlingException")
+		throttled++
+	}
+	if ok == 0 || throttled == 0 {
+		t.Fatalf("%d accepted, %d throttled: want both", ok, throttled)
+	}
+	// Management operations have their own buckets: DescribeKey still works.
+	if _, err := ts.client.ListKeys(context.Background(), &kms.ListKeysInput{}); err != nil {
+		t.Fatalf("ListKeys after symmetric throttling: %v", err)
+	}
 }

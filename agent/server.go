@@ -17,8 +17,10 @@ import (
 
 	"github.com/kmsd/kmsd/agent/sigv4"
 	"github.com/kmsd/kmsd/batch"
+	"github.com/kmsd/kmsd/cache"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
+	"github.com/kmsd/kmsd/quota"
 )
 
 // Config configures a Server. Zero values mean defaults.
@@ -34,6 +36,14 @@ type Config struct {
 	// MaxBatch is the most requests one HSM operation serves (batch/);
 	// 0 = 64, 1 = batching off.
 	MaxBatch int
+	// Quotas configures request quotas (ThrottlingException beyond them);
+	// the zero value enforces AWS's defaults for Region. DisableQuotas
+	// turns them off (benchmarks of raw capacity, tests).
+	Quotas        quota.Config
+	DisableQuotas bool
+	// DecryptCache bounds the cache of unwrapped batch keys that lets a
+	// Decrypt skip the HSM; the zero value disables it.
+	DecryptCache cache.Config
 	// MaxKeys is the resource quota of KMS keys in the account; 0 = AWS's
 	// 100,000. Exceeding it is LimitExceededException.
 	MaxKeys int
@@ -96,6 +106,8 @@ type Server struct {
 	ops       map[string]opFunc
 	usage     *usageTracker
 	batch     *batch.Batcher
+	quota     *quota.Limiter // nil = no quotas
+	keyCache  *cache.Cache
 	metrics   *metrics
 	http      *fasthttp.Server
 
@@ -151,6 +163,21 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.batch = bt
+	if !cfg.DisableQuotas {
+		qc := cfg.Quotas
+		if qc.Region == "" {
+			qc.Region = cfg.Region
+		}
+		if s.quota, err = quota.New(qc); err != nil {
+			return nil, fmt.Errorf("agent: Config.Quotas: %w", err)
+		}
+	}
+	if s.keyCache, err = cache.New(cfg.DecryptCache); err != nil {
+		return nil, fmt.Errorf("agent: Config.DecryptCache: %w", err)
+	}
+	// Forget cached secrets of a key on every node as soon as its state or
+	// material changes (disable, deletion, rotation).
+	cfg.Node.OnKeyChange(s.keyCache.Purge)
 	s.metrics = newMetrics(s)
 	s.creds.init(s)
 	s.usage = newUsageTracker(cfg.Now())
@@ -184,8 +211,14 @@ func partitionOf(region string) string {
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 
-// Shutdown stops accepting connections and waits for requests in flight.
-func (s *Server) Shutdown() error { return s.http.Shutdown() }
+// Shutdown stops accepting connections, waits for requests in flight and
+// drops every cached secret. The node and pool stay the caller's to close.
+func (s *Server) Shutdown() error {
+	err := s.http.Shutdown()
+	s.node.OnKeyChange(nil)
+	s.keyCache.Close()
+	return err
+}
 
 // Handler is the fasthttp handler: /healthz, /readyz, and the KMS API on
 // POST /.
@@ -260,6 +293,12 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	if !ok || fn == nil {
 		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Status: 400})
 		return
+	}
+	if s.quota != nil {
+		if err := s.quota.Allow(s.cfg.AccountID, quota.GroupFor(op, "")...); err != nil {
+			s.writeError(ctx, op, start, err)
+			return
+		}
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()

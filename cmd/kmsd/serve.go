@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/agent"
+	"github.com/kmsd/kmsd/cache"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
+	"github.com/kmsd/kmsd/quota"
 )
 
 // serveConfig is what `kmsd serve` is told by its flags and environment.
@@ -35,6 +37,11 @@ type serveConfig struct {
 	hsmSessions  int
 	maxKeys      int
 	maxBatch     int
+	quotaSym     float64
+	quotasOff    bool
+	cacheTTL     time.Duration
+	cacheUses    int
+	cacheBytes   int64
 	logLevel     string
 	readyTimeout time.Duration
 }
@@ -54,6 +61,11 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.pinEnv, "pkcs11-pin-env", "KMSD_PKCS11_PIN", "environment `variable` holding the user PIN when no --pkcs11-pin-file (with --pkcs11-lib)")
 	fs.IntVar(&c.hsmSessions, "hsm-sessions", 4, "PKCS#11 sessions in the pool")
 	fs.IntVar(&c.maxBatch, "max-batch", 64, "most requests one HSM operation serves; 1 turns batching off")
+	fs.Float64Var(&c.quotaSym, "quota-symmetric", 0, "shared symmetric cryptographic quota in requests/s; 0 = AWS's default for --region, -1 = unlimited")
+	fs.BoolVar(&c.quotasOff, "no-quotas", false, "turn request quotas off (raw capacity benchmarks)")
+	fs.DurationVar(&c.cacheTTL, "decrypt-cache-ttl", time.Minute, "how long an unwrapped batch key may serve Decrypts without the HSM; 0 turns the cache off")
+	fs.IntVar(&c.cacheUses, "decrypt-cache-max-uses", 10000, "Decrypts one cached batch key may serve (0 = unlimited)")
+	fs.Int64Var(&c.cacheBytes, "decrypt-cache-bytes", 64<<20, "memory bound of the decrypt cache in bytes")
 	fs.IntVar(&c.maxKeys, "max-keys", 100000, "quota of KMS keys in the account (LimitExceededException beyond it)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long to wait for raft and the HSM at start")
@@ -128,7 +140,13 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	}
 	defer node.Close()
 
-	srv, err := agent.New(agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log, MaxKeys: c.maxKeys, MaxBatch: c.maxBatch})
+	acfg := agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log,
+		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff,
+		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
+	if c.quotaSym != 0 {
+		acfg.Quotas.Rates = map[quota.Group]float64{quota.Symmetric: c.quotaSym}
+	}
+	srv, err := agent.New(acfg)
 	if err != nil {
 		return err
 	}
