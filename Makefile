@@ -4,9 +4,10 @@ LISTEN  ?= 127.0.0.1:4599
 DATA    ?= ./data
 FUZZTIME ?= 5s
 # Packages with concurrency run under the race detector.
-RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/...
+RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/...
+BENCHTIME ?= 10s
 
-.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e clean
+.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report clean
 
 all: build
 
@@ -18,6 +19,7 @@ test-deps:
 
 build:
 	$(GO) build -o bin/kmsd ./cmd/kmsd
+	$(GO) build -o bin/kmsbench ./cmd/kmsbench
 
 run: deps build
 	bin/kmsd serve --listen $(LISTEN) --data-dir $(DATA)
@@ -43,7 +45,7 @@ fuzz:
 	@set -e; for spec in \
 	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
-	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify; do \
+	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \
@@ -51,6 +53,15 @@ fuzz:
 
 e2e: build
 	scripts/e2e-cli.sh
+
+# The ceiling (ideal twin, in-process) then the node started by `make run`.
+bench: build
+	bin/kmsbench --ideal --duration $(BENCHTIME)
+	bin/kmsbench --endpoint http://$(LISTEN) --credentials $(DATA)/credentials --duration $(BENCHTIME)
+
+# The README's benchmark report: one run, one machine (scripts/bench-report.sh).
+bench-report: build
+	scripts/bench-report.sh
 
 clean:
 	rm -rf bin
