@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/valyala/fasthttp"
+
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
 // signedRequest builds a signed API request once; the benchmark replays it
@@ -71,6 +73,15 @@ func benchOp(b *testing.B, ts *testServer, op string, body []byte) {
 
 func BenchmarkGenerateDataKey(b *testing.B) {
 	ts := newTestServer(b)
+	id := ts.createKey(b)
+	benchOp(b, ts, "GenerateDataKey", []byte(`{"KeyId":"`+id+`","KeySpec":"AES_256","EncryptionContext":{"app":"bench"}}`))
+}
+
+// BenchmarkGenerateDataKeyUnbatched is BenchmarkGenerateDataKey with
+// batching off (MaxBatch 1): one HSM operation per request.
+func BenchmarkGenerateDataKeyUnbatched(b *testing.B) {
+	lib, label, pin := hsmtest.NewToken(b)
+	ts := startTestServerCfg(b, b.TempDir(), tokenRef{lib, label, pin}, Config{MaxBatch: 1})
 	id := ts.createKey(b)
 	benchOp(b, ts, "GenerateDataKey", []byte(`{"KeyId":"`+id+`","KeySpec":"AES_256","EncryptionContext":{"app":"bench"}}`))
 }
