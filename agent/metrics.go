@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/kmsd/kmsd/hsmpool"
 )
 
 // metrics are the node's Prometheus metrics, served on GET /metrics.
@@ -15,6 +17,8 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec   // op, code ("ok" or the AWS error type)
 	latency  *prometheus.HistogramVec // op
+	hsmTime  prometheus.Histogram
+	hsmErrs  *prometheus.CounterVec // code (CKR_... or "other")
 	handler  fasthttp.RequestHandler
 }
 
@@ -27,7 +31,32 @@ func newMetrics(s *Server) *metrics {
 		Name: "kmsd_request_seconds", Help: "API request latency inside the server, by operation.",
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 	}, []string{"op"})
-	m.reg.MustRegister(m.requests, m.latency,
+	m.hsmTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "kmsd_hsm_op_seconds", Help: "Time a PKCS#11 session was in use for one operation.",
+		Buckets: prometheus.ExponentialBuckets(5e-6, 2, 16),
+	})
+	m.hsmErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmsd_hsm_op_errors_total", Help: "Failed HSM operations by PKCS#11 return code.",
+	}, []string{"code"})
+	s.pool.SetObserver(func(d time.Duration, err error) {
+		m.hsmTime.Observe(d.Seconds())
+		if err != nil {
+			code := hsmpool.ErrorCode(err)
+			if code == "" {
+				code = "other"
+			}
+			m.hsmErrs.WithLabelValues(code).Inc()
+		}
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.hsmTime, m.hsmErrs,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_decrypt_cache_hits_total", Help: "Decrypts served by a cached batch key."},
+			func() float64 { return float64(s.keyCache.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_decrypt_cache_misses_total", Help: "Decrypts that needed the HSM."},
+			func() float64 { return float64(s.keyCache.Stats().Misses) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_decrypt_cache_evictions_total", Help: "Cached batch keys evicted for room or age."},
+			func() float64 { return float64(s.keyCache.Stats().Evictions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_decrypt_cache_purges_total", Help: "Purges of a key's cached batch keys."},
+			func() float64 { return float64(s.keyCache.Stats().Purges) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_batch_hsm_ops_total", Help: "HSM operations made by the batcher."},
 			func() float64 { return float64(s.batch.Stats().HSMOps) }),

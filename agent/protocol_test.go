@@ -172,6 +172,7 @@ func TestMetrics(t *testing.T) {
 		`kmsd_requests_total{code="NotFoundException",op="Encrypt"} 1`,
 		`kmsd_requests_total{code="ok",op="CreateKey"} 1`,
 		"kmsd_batch_hsm_ops_total", "kmsd_hsm_sessions ", "kmsd_request_seconds_bucket",
+		"kmsd_hsm_op_seconds_count", "kmsd_decrypt_cache_hits_total",
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -216,6 +216,7 @@ func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 func (s *Server) Shutdown() error {
 	err := s.http.Shutdown()
 	s.node.OnKeyChange(nil)
+	s.pool.SetObserver(nil)
 	s.keyCache.Close()
 	return err
 }

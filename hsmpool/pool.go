@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -15,6 +16,7 @@ import (
 // on them. It is safe for concurrent use. The zero Pool is not usable; make
 // one with New and release it with Close.
 type Pool struct {
+	observer atomic.Pointer[func(time.Duration, error)]
 	cfg      Config
 	mod      *module
 	ctx      *pkcs11.Ctx
@@ -296,7 +298,32 @@ func (p *Pool) Do(ctx context.Context, fn func(s *Session) error) (err error) {
 		p.free <- s
 	}()
 	p.ops.Add(1)
+	if obs := p.observer.Load(); obs != nil {
+		start := time.Now()
+		defer func() { (*obs)(time.Since(start), err) }()
+	}
 	return fn(s)
+}
+
+// SetObserver registers fn to be told the duration and error of every
+// operation run through Do (for metrics); nil removes it. fn must be quick
+// and safe for concurrent use.
+func (p *Pool) SetObserver(fn func(d time.Duration, err error)) {
+	if fn == nil {
+		p.observer.Store(nil)
+		return
+	}
+	p.observer.Store(&fn)
+}
+
+// ErrorCode names the PKCS#11 return value in err's chain ("CKR_...",
+// as miekg/pkcs11 spells it), or "" if there is none.
+func ErrorCode(err error) string {
+	var pe pkcs11.Error
+	if errors.As(err, &pe) {
+		return pe.Error()
+	}
+	return ""
 }
 
 func (p *Pool) acquire(ctx context.Context) (*Session, error) {
