@@ -26,6 +26,8 @@ const (
 	cmdUntagKey      CmdType = 13
 	cmdSetRotation   CmdType = 14
 	cmdRotateKey     CmdType = 15
+	cmdPutMember     CmdType = 16
+	cmdRemoveMember  CmdType = 17
 )
 
 // cmdVersion is the body version written by this build. Decoders accept
@@ -142,6 +144,18 @@ type RotateKey struct {
 	NextRotation int64
 }
 
+// PutMember records (or updates) a node's addresses.
+type PutMember struct {
+	Member Member
+}
+
+// RemoveMember forgets a node.
+type RemoveMember struct {
+	ID string
+}
+
+func (PutMember) cmdType() CmdType         { return cmdPutMember }
+func (RemoveMember) cmdType() CmdType      { return cmdRemoveMember }
 func (CreateKey) cmdType() CmdType         { return cmdCreateKey }
 func (SetKeyEnabled) cmdType() CmdType     { return cmdSetKeyEnabled }
 func (ScheduleDeletion) cmdType() CmdType  { return cmdScheduleDel }
@@ -175,12 +189,15 @@ var commandTable = map[CmdType]func() Command{
 	cmdUntagKey:      func() Command { return &UntagKey{} },
 	cmdSetRotation:   func() Command { return &SetRotation{} },
 	cmdRotateKey:     func() Command { return &RotateKey{} },
+	cmdPutMember:     func() Command { return &PutMember{} },
+	cmdRemoveMember:  func() Command { return &RemoveMember{} },
 }
 
 var msgpackHandle = func() *codec.MsgpackHandle {
 	h := &codec.MsgpackHandle{}
 	h.RawToString = true
 	h.WriteExt = true
+	h.Canonical = true // sorted map keys: equal states encode equally (StateDigest)
 	return h
 }()
 

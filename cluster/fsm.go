@@ -144,6 +144,16 @@ func (s *state) apply(c Command) any {
 		}
 		s.meta[c.Name] = c.Value
 		return c.Value
+	case *PutMember:
+		if c.Member.ID == "" {
+			return fmt.Errorf("%w: PutMember without id", ErrBadCommand)
+		}
+		m := c.Member
+		s.members[m.ID] = &m
+		return nil
+	case *RemoveMember:
+		delete(s.members, c.ID)
+		return nil
 	case *SetKeyEnabled:
 		return s.updateKey(c.KeyID, func(k *Key) error {
 			if k.State != StateEnabled && k.State != StateDisabled {

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +30,22 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// LogOutput receives raft's log (level warn); nil = io.Discard.
 	LogOutput io.Writer
+
+	// BindAddr is the raft TCP address ("127.0.0.1:4600"). Empty means a
+	// cluster of one on raft's in-memory transport (no network listener).
+	BindAddr string
+	// Advertise is the raft address other nodes dial; "" = BindAddr's.
+	Advertise string
+	// TLS, when set, makes raft traffic mutual TLS (see TLSFiles.Load).
+	TLS *tls.Config
+	// Stream, when set, replaces the TCP stream layer (fault injection in
+	// tests); BindAddr, Advertise and TLS are then unused.
+	Stream raft.StreamLayer
+	// Timeouts of raft; 0 = 500ms heartbeat and election, 250ms lease.
+	HeartbeatTimeout time.Duration
+	// TrailingLogs is how many log entries a snapshot leaves behind; 0 =
+	// raft's default (10240). A follower further behind installs a snapshot.
+	TrailingLogs uint64
 }
 
 // Validate checks the config, naming the bad field.
@@ -46,6 +64,7 @@ type Node struct {
 	cfg   Config
 	st    *state
 	fsm   *fsm
+	addr  raft.ServerAddress
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
 	trans raft.Transport
@@ -80,10 +99,16 @@ func New(cfg Config) (*Node, error) {
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = logger
 	rc.SnapshotThreshold = 8192
-	// A cluster of one elects itself at once; these keep tests and restarts quick.
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	hb := cfg.HeartbeatTimeout
+	if hb == 0 {
+		hb = 500 * time.Millisecond
+	}
+	rc.HeartbeatTimeout = hb
+	rc.ElectionTimeout = hb
+	rc.LeaderLeaseTimeout = hb / 2
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
 	if err != nil {
@@ -95,9 +120,27 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
 	// A cluster of one needs no network: the in-memory transport keeps the
-	// node off the wire. Multi-node clusters will use a TCP transport.
-	addr := raft.ServerAddress("local:" + cfg.NodeID)
-	_, trans := raft.NewInmemTransport(addr)
+	// node off the wire. A node with a BindAddr (or a Stream) talks raft
+	// over TCP, mutual TLS when configured.
+	var trans raft.Transport
+	var addr raft.ServerAddress
+	switch {
+	case cfg.Stream != nil || cfg.BindAddr != "":
+		sl := cfg.Stream
+		if sl == nil {
+			tsl, err := NewStreamLayer(cfg.BindAddr, cfg.Advertise, cfg.TLS)
+			if err != nil {
+				store.Close()
+				return nil, err
+			}
+			sl = tsl
+		}
+		nt := NewTCPTransport(sl, cfg.LogOutput)
+		trans, addr = nt, nt.LocalAddr()
+	default:
+		addr = raft.ServerAddress("local:" + cfg.NodeID)
+		_, trans = raft.NewInmemTransport(addr)
+	}
 
 	st := newState()
 	f := &fsm{st: st}
@@ -120,17 +163,23 @@ func New(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
-	return &Node{cfg: cfg, st: st, fsm: f, raft: r, store: store, trans: trans}, nil
+	return &Node{cfg: cfg, st: st, fsm: f, addr: addr, raft: r, store: store, trans: trans}, nil
 }
 
-// WaitReady blocks until this node is the leader (for a cluster of one) and
-// has applied every entry of its log, or ctx ends.
+// WaitReady blocks until the cluster has a leader and this node has
+// applied what it knew was committed when the leader appeared (on the
+// leader: every entry of its log, through a barrier), or ctx ends.
 func (n *Node) WaitReady(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if n.raft.State() == raft.Leader {
+		switch {
+		case n.raft.State() == raft.Leader:
 			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err == nil {
+				return nil
+			}
+		case n.LeaderID() != "":
+			if err := n.WaitApplied(ctx, n.raft.CommitIndex()); err == nil {
 				return nil
 			}
 		}
@@ -140,6 +189,106 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// WaitApplied blocks until this node's state has applied index (or a
+// later one), or ctx ends: a follower answers a forwarded write only after
+// this, so every node reads its own writes.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if n.AppliedIndex() >= index {
+		return nil
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: index %d not applied (at %d): %v", ErrTimeout, index, n.AppliedIndex(), ctx.Err())
+		case <-t.C:
+			if n.AppliedIndex() >= index {
+				return nil
+			}
+		}
+	}
+}
+
+// LeaderID is the id of the node this node believes leads, or "".
+func (n *Node) LeaderID() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// ID is this node's raft server id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// RaftAddr is the address other nodes reach this node's raft at.
+func (n *Node) RaftAddr() string { return string(n.addr) }
+
+// HasState reports whether the node found raft state on disk (or was
+// bootstrapped): a node without it is waiting to be added to a cluster.
+func (n *Node) HasState() bool { return n.raft.LastIndex() > 0 }
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID     string
+	Addr   string
+	Voter  bool
+	Leader bool
+}
+
+// Servers returns the raft configuration as this node knows it.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	leader := n.LeaderID()
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: string(s.ID) == leader})
+	}
+	return out, nil
+}
+
+// AddVoter adds (or re-addresses) a voting member. Leader only.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	return n.raftErr(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.timeout(ctx)).Error())
+}
+
+// RemoveServer removes a member. Leader only.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	return n.raftErr(n.raft.RemoveServer(raft.ServerID(id), 0, n.timeout(ctx)).Error())
+}
+
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < timeout {
+			timeout = d
+		}
+	}
+	return max(timeout, time.Millisecond)
+}
+
+// raftErr turns raft's errors into this package's sentinels.
+func (n *Node) raftErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrTimeout
+	}
+	return fmt.Errorf("cluster: raft: %w", err)
 }
 
 // IsLeader reports whether this node is the raft leader.
@@ -153,32 +302,30 @@ func (n *Node) Apply(ctx context.Context, c Command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		if d := time.Until(dl); d < timeout {
-			timeout = d
-		}
+	resp, _, err := n.ApplyEncoded(ctx, data)
+	return resp, err
+}
+
+// ApplyEncoded is Apply for a command already encoded (by a follower that
+// forwards it to the leader). It also returns the raft index the command
+// was committed at, which the follower waits for (WaitApplied). A
+// command that does not decode is refused before it reaches the log.
+func (n *Node) ApplyEncoded(ctx context.Context, data []byte) (any, uint64, error) {
+	if _, err := DecodeCommand(data); err != nil {
+		return nil, 0, err
 	}
-	if timeout <= 0 {
-		return nil, ErrTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
+		return nil, 0, ErrTimeout
 	}
-	fut := n.raft.Apply(data, timeout)
+	fut := n.raft.Apply(data, n.timeout(ctx))
 	if err := fut.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return nil, ErrClosed
-		case errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, ErrTimeout
-		}
-		return nil, fmt.Errorf("cluster: apply: %w", err)
+		return nil, 0, n.raftErr(err)
 	}
 	resp := fut.Response()
 	if err, ok := resp.(error); ok {
-		return nil, err
+		return nil, fut.Index(), err
 	}
-	return resp, nil
+	return resp, fut.Index(), nil
 }
 
 // OnKeyChange registers fn to be called on this node after it applies a
@@ -192,6 +339,26 @@ func (n *Node) OnKeyChange(fn func(keyID string)) {
 		return
 	}
 	n.fsm.keyChanged.Store(&fn)
+}
+
+// StateDigest is a SHA-256 of this node's whole applied state, in its
+// canonical snapshot encoding: nodes that applied the same log agree on it.
+func (n *Node) StateDigest() ([32]byte, error) {
+	h := sha256.New()
+	if err := (&fsmSnapshot{ss: n.st.toSnapshot()}).encode(h); err != nil {
+		return [32]byte{}, err
+	}
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d, nil
+}
+
+// Member returns what the state knows of node id.
+func (n *Node) Member(id string) (*Member, bool) {
+	n.st.mu.RLock()
+	m, ok := n.st.members[id]
+	n.st.mu.RUnlock()
+	return m, ok
 }
 
 // Key returns the key with id, or false.

@@ -119,6 +119,14 @@ type Credential struct {
 	Created      int64
 }
 
+// Member is a node of the cluster as the API layer knows it: its raft
+// address and the URL of its KMS API (where followers forward writes).
+type Member struct {
+	ID       string
+	RaftAddr string
+	APIURL   string
+}
+
 // snapshotState is the serialised form of the whole state.
 type snapshotState struct {
 	Version     uint8
@@ -126,6 +134,7 @@ type snapshotState struct {
 	Aliases     []*Alias
 	Credentials []*Credential
 	Meta        map[string][]byte
+	Members     []*Member
 }
 
 // state is the FSM's data. All access goes through mu.
@@ -136,6 +145,7 @@ type state struct {
 	aliases map[string]*Alias
 	creds   map[string]*Credential
 	meta    map[string][]byte
+	members map[string]*Member
 	applied uint64
 }
 
@@ -145,6 +155,7 @@ func newState() *state {
 		aliases: map[string]*Alias{},
 		creds:   map[string]*Credential{},
 		meta:    map[string][]byte{},
+		members: map[string]*Member{},
 	}
 }
 
@@ -190,6 +201,10 @@ func (s *state) toSnapshot() *snapshotState {
 	for k, v := range s.meta {
 		ss.Meta[k] = v
 	}
+	for _, m := range s.members {
+		ss.Members = append(ss.Members, m)
+	}
+	sort.Slice(ss.Members, func(i, j int) bool { return ss.Members[i].ID < ss.Members[j].ID })
 	return ss
 }
 
@@ -216,7 +231,12 @@ func (s *state) restore(ss *snapshotState) {
 	for k, v := range ss.Meta {
 		n.meta[k] = v
 	}
+	for _, m := range ss.Members {
+		if m != nil {
+			n.members[m.ID] = m
+		}
+	}
 	s.mu.Lock()
-	s.keys, s.keyIDs, s.aliases, s.creds, s.meta = n.keys, n.keyIDs, n.aliases, n.creds, n.meta
+	s.keys, s.keyIDs, s.aliases, s.creds, s.meta, s.members = n.keys, n.keyIDs, n.aliases, n.creds, n.meta, n.members
 	s.mu.Unlock()
 }
