@@ -95,7 +95,7 @@ func (s *Server) Init(ctx context.Context) (AccessKey, error) {
 		if err != nil {
 			return AccessKey{}, fmt.Errorf("agent: credential key: %w", err)
 		}
-		if _, err := s.node.Apply(ctx, &cluster.PutMeta{Name: metaCredentialKey, Value: wk}); err != nil {
+		if _, err := s.apply(ctx, &cluster.PutMeta{Name: metaCredentialKey, Value: wk}); err != nil {
 			return AccessKey{}, err
 		}
 	}
@@ -115,7 +115,7 @@ func (s *Server) Init(ctx context.Context) (AccessKey, error) {
 		if err != nil {
 			return AccessKey{}, err
 		}
-		v, err := s.node.Apply(ctx, &cluster.PutMeta{Name: metaAdminKey, Value: []byte(k.ID)})
+		v, err := s.apply(ctx, &cluster.PutMeta{Name: metaAdminKey, Value: []byte(k.ID)})
 		if err != nil {
 			return AccessKey{}, err
 		}
@@ -123,6 +123,13 @@ func (s *Server) Init(ctx context.Context) (AccessKey, error) {
 			return AccessKey{}, errors.New("agent: another admin access key was created concurrently")
 		}
 		admin = k
+	}
+	if s.cfg.APIURL != "" {
+		if m, ok := s.node.Member(s.node.ID()); !ok || m.APIURL != s.cfg.APIURL || m.RaftAddr != s.node.RaftAddr() {
+			if _, err := s.apply(ctx, &cluster.PutMember{Member: cluster.Member{ID: s.node.ID(), RaftAddr: s.node.RaftAddr(), APIURL: s.cfg.APIURL}}); err != nil {
+				return AccessKey{}, fmt.Errorf("agent: register member: %w", err)
+			}
+		}
 	}
 	s.readyMu.Lock()
 	s.ready = true
@@ -149,7 +156,7 @@ func (s *Server) CreateAccessKey(ctx context.Context, principal string) (AccessK
 		return AccessKey{}, err
 	}
 	cred := cluster.Credential{AccessKeyID: id, SealedSecret: sealed, Principal: principal, Created: s.cfg.Now().UnixNano()}
-	if _, err := s.node.Apply(ctx, &cluster.PutCredential{Credential: cred}); err != nil {
+	if _, err := s.apply(ctx, &cluster.PutCredential{Credential: cred}); err != nil {
 		return AccessKey{}, err
 	}
 	return AccessKey{ID: id, Secret: secret}, nil

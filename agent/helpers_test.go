@@ -30,6 +30,8 @@ type testServer struct {
 	node   *cluster.Node
 	pool   *hsmpool.Pool
 	ln     net.Listener
+
+	stopOnce sync.Once
 }
 
 type tokenRef struct{ lib, label, pin string }
@@ -75,6 +77,13 @@ func startTestServerClock(t testing.TB, dir string, tok tokenRef, now func() tim
 // startTestServerCfg starts a node with cfg (Node and Pool are filled in).
 func startTestServerCfg(t testing.TB, dir string, tok tokenRef, cfg Config) *testServer {
 	t.Helper()
+	return startNode(t, dir, tok, cfg, cluster.Config{DataDir: dir, Bootstrap: true}, nil)
+}
+
+// startNode starts one node: pool on tok, raft with ccfg, the API on
+// 127.0.0.1:0. With join set, the node joins join's cluster before Init.
+func startNode(t testing.TB, dir string, tok tokenRef, cfg Config, ccfg cluster.Config, join *testServer) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := hsmpool.New(hsmpool.Config{Lib: tok.lib, TokenLabel: tok.label, PIN: tok.pin})
@@ -84,11 +93,19 @@ func startTestServerCfg(t testing.TB, dir string, tok tokenRef, cfg Config) *tes
 	if _, err := pool.EnsureDomainKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	node, err := cluster.New(cluster.Config{DataDir: dir, Bootstrap: true})
+	node, err := cluster.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
 	cfg.Node, cfg.Pool = node, pool
+	if ccfg.BindAddr != "" || ccfg.Stream != nil {
+		cfg.APIURL = url
+	}
 	if cfg.Quotas.Rates == nil {
 		cfg.DisableQuotas = true // tests make keys faster than CreateKey's 5/s
 	}
@@ -99,25 +116,30 @@ func startTestServerCfg(t testing.TB, dir string, tok tokenRef, cfg Config) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
+	go srv.Serve(ln)
+	ts := &testServer{Server: srv, dir: dir, url: url, node: node, pool: pool, ln: ln}
+	t.Cleanup(ts.stop)
+	if join != nil {
+		req := JoinRequest{NodeID: node.ID(), RaftAddr: node.RaftAddr(), APIURL: url}
+		if err := CallCluster(ctx, join.url, "us-east-1", join.admin, "Join", req, nil); err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
 	admin, err := srv.Init(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	ts := &testServer{Server: srv, dir: dir, url: "http://" + ln.Addr().String(), admin: admin, node: node, pool: pool, ln: ln}
+	ts.admin = admin
 	ts.client = ts.newClient(admin.ID, admin.Secret)
-	t.Cleanup(ts.stop)
 	return ts
 }
 
 func (ts *testServer) stop() {
-	ts.Shutdown()
-	ts.node.Close()
-	ts.pool.Close()
+	ts.stopOnce.Do(func() {
+		ts.Shutdown()
+		ts.node.Close()
+		ts.pool.Close()
+	})
 }
 
 func (ts *testServer) newClient(id, secret string) *kms.Client {

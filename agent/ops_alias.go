@@ -64,7 +64,7 @@ func opCreateAlias(s *Server, r *request) (any, error) {
 		return nil, err
 	}
 	now := s.cfg.Now().UnixNano()
-	_, err = s.node.Apply(r.ctx, &cluster.CreateAlias{Alias: cluster.Alias{Name: name, TargetKeyID: k.ID, Created: now, Updated: now}})
+	_, err = s.apply(r.ctx, &cluster.CreateAlias{Alias: cluster.Alias{Name: name, TargetKeyID: k.ID, Created: now, Updated: now}})
 	switch {
 	case errors.Is(err, cluster.ErrAliasExists):
 		return nil, apiErr(errAlreadyExists, "An alias with the name %s already exists", s.aliasArn(name))
@@ -98,7 +98,7 @@ func opUpdateAlias(s *Server, r *request) (any, error) {
 	if old, ok := s.node.Key(cur.TargetKeyID); ok && (old.KeyUsage != k.KeyUsage || old.KeySpec != k.KeySpec) {
 		return nil, apiErr(errValidation, "The new target key must have the same key type and key usage as the current one.")
 	}
-	_, err = s.node.Apply(r.ctx, &cluster.UpdateAlias{Name: name, TargetKeyID: k.ID, Updated: s.cfg.Now().UnixNano()})
+	_, err = s.apply(r.ctx, &cluster.UpdateAlias{Name: name, TargetKeyID: k.ID, Updated: s.cfg.Now().UnixNano()})
 	switch {
 	case errors.Is(err, cluster.ErrAliasNotFound):
 		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
@@ -121,7 +121,7 @@ func opDeleteAlias(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.node.Apply(r.ctx, &cluster.DeleteAlias{Name: name})
+	_, err = s.apply(r.ctx, &cluster.DeleteAlias{Name: name})
 	if errors.Is(err, cluster.ErrAliasNotFound) {
 		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
 	}

@@ -114,7 +114,7 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
 		Tags:      tags, Policy: policy,
 	}
-	_, err = s.node.Apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
+	_, err = s.apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
 	if errors.Is(err, cluster.ErrLimitExceeded) {
 		return nil, apiErr(errLimitExceeded, "The request was rejected because the account has reached its quota of KMS keys.")
 	}

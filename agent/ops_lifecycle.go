@@ -31,7 +31,7 @@ func (s *Server) managedKey(op string, id *string) (*cluster.Key, error) {
 // applyKeyChange proposes c and turns the FSM's refusal (a race with
 // another change) into the key-state table's error for op.
 func (s *Server) applyKeyChange(r *request, k *cluster.Key, c cluster.Command) error {
-	_, err := s.node.Apply(r.ctx, c)
+	_, err := s.apply(r.ctx, c)
 	switch {
 	case errors.Is(err, cluster.ErrInvalidState):
 		if cur, ok := s.node.Key(k.ID); ok {
@@ -230,7 +230,7 @@ func (s *Server) Tick(ctx context.Context) error {
 	for _, k := range s.node.Keys() {
 		switch {
 		case k.State == cluster.StatePendingDeletion && k.DeletionDate <= now:
-			_, err := s.node.Apply(ctx, &cluster.DeleteKey{KeyID: k.ID, Now: now})
+			_, err := s.apply(ctx, &cluster.DeleteKey{KeyID: k.ID, Now: now})
 			if err == nil {
 				for _, m := range k.Materials {
 					s.pool.Forget(m.Wrapped)
@@ -247,7 +247,7 @@ func (s *Server) Tick(ctx context.Context) error {
 				continue
 			}
 			next := now + int64(k.RotationDays)*int64(day)
-			_, err = s.node.Apply(ctx, &cluster.RotateKey{KeyID: k.ID, ExpectNext: k.NextRotation, NextRotation: next,
+			_, err = s.apply(ctx, &cluster.RotateKey{KeyID: k.ID, ExpectNext: k.NextRotation, NextRotation: next,
 				Material: cluster.Material{Wrapped: wrapped, Created: now, RotationType: cluster.RotationAutomatic}})
 			if err == nil {
 				s.log.Info("rotated key material", "key", k.Arn, "type", cluster.RotationAutomatic)

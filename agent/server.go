@@ -44,6 +44,9 @@ type Config struct {
 	// DecryptCache bounds the cache of unwrapped batch keys that lets a
 	// Decrypt skip the HSM; the zero value disables it.
 	DecryptCache cache.Config
+	// APIURL is the URL other nodes reach this node's API at (forwarded
+	// writes, cluster status); "" for a node that is a cluster of one.
+	APIURL string
 	// MaxKeys is the resource quota of KMS keys in the account; 0 = AWS's
 	// 100,000. Exceeding it is LimitExceededException.
 	MaxKeys int
@@ -291,6 +294,11 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	target := ctx.Request.Header.Peek("X-Amz-Target")
 	op, ok := strings.CutPrefix(string(target), targetPrefix)
 	fn := s.ops[op]
+	if !ok {
+		if cop, isCluster := strings.CutPrefix(string(target), clusterPrefix); isCluster {
+			op, fn, ok = clusterPrefix+cop, clusterOps[cop], true
+		}
+	}
 	if !ok || fn == nil {
 		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Status: 400})
 		return

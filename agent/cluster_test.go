@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+)
+
+// newTestCluster starts n kmsd nodes in-process: one HSM token shared by
+// all (nodes sharing an HSM need no domain-key transfer), raft over TCP on
+// 127.0.0.1, the API on 127.0.0.1; node 0 bootstraps, the others join it.
+func newTestCluster(t *testing.T, n int) []*testServer {
+	t.Helper()
+	lib, label, pin := hsmtest.NewToken(t)
+	tok := tokenRef{lib, label, pin}
+	var nodes []*testServer
+	for i := range n {
+		dir := t.TempDir()
+		ccfg := cluster.Config{NodeID: fmt.Sprintf("node%d", i+1), DataDir: dir, BindAddr: "127.0.0.1:0",
+			Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+		var join *testServer
+		if i > 0 {
+			join = nodes[0]
+		}
+		nodes = append(nodes, startNode(t, dir, tok, Config{}, ccfg, join))
+	}
+	return nodes
+}
+
+func TestClusterForwardingAndReadYourWrites(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	ctx := context.Background()
+	leader, f1, f2 := nodes[0], nodes[1], nodes[2]
+	if !leader.node.IsLeader() {
+		t.Fatal("the bootstrap node does not lead")
+	}
+	// Every node holds the same admin credential.
+	if f1.admin != leader.admin || f2.admin != leader.admin {
+		t.Fatal("nodes disagree on the admin access key")
+	}
+	// A write on a follower is forwarded, and that follower reads it at once.
+	out, err := f1.client.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("via follower")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.KeyMetadata.KeyId
+	if err := f2.node.WaitApplied(ctx, f1.node.AppliedIndex()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f1.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id}); err != nil {
+		t.Fatalf("follower cannot read its own write: %v", err)
+	}
+	if _, err := f2.client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/c"), TargetKeyId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f2.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/c")}); err != nil {
+		t.Fatalf("alias not readable on the node that wrote it: %v", err)
+	}
+	// The FSM's refusal crosses the forwarding hop as the right AWS error.
+	_, err = f1.client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/c"), TargetKeyId: id})
+	wantAPIError(t, err, "AlreadyExistsException")
+
+	// Crypto on any node: encrypt on one follower, decrypt on the other.
+	enc, err := f2.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/c"), Plaintext: []byte("anywhere")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f1.node.WaitApplied(ctx, f2.node.AppliedIndex()); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := f1.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "anywhere" {
+		t.Fatalf("decrypt on another node: %v", err)
+	}
+
+	var st StatusResponse
+	if err := CallCluster(ctx, f2.url, "us-east-1", f2.admin, "Status", struct{}{}, &st); err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	for _, m := range st.Members {
+		if m.Ready {
+			ready++
+		}
+	}
+	if len(st.Members) != 3 || st.Leader != "node1" || ready != 3 {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestClusterLeaderFailover kills the leader during a stream of writes and
+// crypto calls on the followers: every acknowledged write is on both
+// survivors, crypto never stops, and the new leader takes writes.
+func TestClusterLeaderFailover(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	ctx := context.Background()
+	f1, f2 := nodes[1], nodes[2]
+	key, err := f1.client.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2.node.WaitApplied(ctx, f1.node.AppliedIndex())
+	var acked []string
+	writeErrs, cryptoErrs := 0, 0
+	killedAt := time.Time{}
+	var firstWriteAfter time.Duration
+	for i := 0; i < 45; i++ { // 45 aliases: under the 50-per-key limit
+		if i == 10 {
+			nodes[0].stop() // kill the leader
+			killedAt = time.Now()
+		}
+		c := f1.client
+		if i%2 == 1 {
+			c = f2.client
+		}
+		name := fmt.Sprintf("alias/w%02d", i)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := c.CreateAlias(wctx, &kms.CreateAliasInput{AliasName: aws.String(name), TargetKeyId: key.KeyMetadata.KeyId})
+		cancel()
+		if err == nil {
+			acked = append(acked, name)
+			if !killedAt.IsZero() && firstWriteAfter == 0 {
+				firstWriteAfter = time.Since(killedAt)
+			}
+		} else {
+			writeErrs++
+			t.Logf("write %d: %v", i, err)
+		}
+		gdk, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: key.KeyMetadata.KeyId, KeySpec: types.DataKeySpecAes256})
+		if err != nil {
+			cryptoErrs++
+			continue
+		}
+		if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gdk.CiphertextBlob}); err != nil {
+			cryptoErrs++
+		}
+	}
+	if cryptoErrs != 0 {
+		t.Errorf("%d crypto calls failed on survivors during failover", cryptoErrs)
+	}
+	if firstWriteAfter == 0 {
+		t.Fatal("no write succeeded after the leader died")
+	}
+	last := max(f1.node.AppliedIndex(), f2.node.AppliedIndex())
+	for _, f := range []*testServer{f1, f2} {
+		if err := f.node.WaitApplied(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acked {
+			if _, ok := f.node.Alias(a); !ok {
+				t.Fatalf("acknowledged %s missing on %s", a, f.node.ID())
+			}
+		}
+	}
+	t.Logf("failover: first write %v after the leader was killed; %d writes acknowledged, %d failed; %d crypto errors",
+		firstWriteAfter.Round(time.Millisecond), len(acked), writeErrs, cryptoErrs)
+}
