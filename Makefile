@@ -7,7 +7,7 @@ FUZZTIME ?= 5s
 RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/...
 BENCHTIME ?= 10s
 
-.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report clean
+.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report cluster cluster-down clean
 
 all: build
 
@@ -53,6 +53,16 @@ fuzz:
 
 e2e: build
 	scripts/e2e-cli.sh
+	scripts/e2e-cluster.sh
+
+# A local cluster of N separate kmsd processes (deploy/local/cluster.sh).
+CLUSTER_DIR ?= ./cluster-data
+N ?= 3
+cluster: build
+	deploy/local/cluster.sh up $(CLUSTER_DIR) $(N)
+
+cluster-down:
+	deploy/local/cluster.sh down $(CLUSTER_DIR)
 
 # The ceiling (ideal twin, in-process) then the node started by `make run`.
 bench: build

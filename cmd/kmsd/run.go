@@ -10,6 +10,7 @@ const usage = `usage: kmsd <command> [flags]
 
 commands:
   serve     run a kmsd node (kmsd serve -h for flags)
+  cluster   status | remove ID: administer a cluster through any node
   version   print the version
 `
 
@@ -24,6 +25,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		return runCluster(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return 0

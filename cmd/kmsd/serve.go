@@ -36,6 +36,15 @@ type serveConfig struct {
 	pinEnv       string
 	hsmSessions  int
 	maxKeys      int
+	clusterAddr  string
+	clusterAdv   string
+	apiAdvertise string
+	bootstrap    bool
+	join         string
+	joinCreds    string
+	tlsCert      string
+	tlsKey       string
+	tlsCA        string
 	maxBatch     int
 	quotaSym     float64
 	quotasOff    bool
@@ -66,6 +75,15 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.cacheTTL, "decrypt-cache-ttl", time.Minute, "how long an unwrapped batch key may serve Decrypts without the HSM; 0 turns the cache off")
 	fs.IntVar(&c.cacheUses, "decrypt-cache-max-uses", 10000, "Decrypts one cached batch key may serve (0 = unlimited)")
 	fs.Int64Var(&c.cacheBytes, "decrypt-cache-bytes", 64<<20, "memory bound of the decrypt cache in bytes")
+	fs.StringVar(&c.clusterAddr, "cluster-addr", "", "raft `address` to listen on for other nodes (empty = a cluster of one, no raft listener)")
+	fs.StringVar(&c.clusterAdv, "cluster-advertise", "", "raft `address` other nodes dial (default: --cluster-addr)")
+	fs.StringVar(&c.apiAdvertise, "api-advertise", "", "`URL` other nodes reach this node's API at (default: http://<listen address>)")
+	fs.BoolVar(&c.bootstrap, "bootstrap", false, "make this node the first voter of a new cluster (ignored when the data dir holds raft state)")
+	fs.StringVar(&c.join, "join", "", "API `URL`s (comma-separated) of members to join through (ignored when the data dir holds raft state)")
+	fs.StringVar(&c.joinCreds, "join-credentials", "", "AWS credentials `file` of the cluster's account root, used to join (default: DIR/credentials)")
+	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM `file`: this node's certificate for mutual TLS between nodes")
+	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM `file`: its private key")
+	fs.StringVar(&c.tlsCA, "cluster-tls-ca", "", "PEM `file`: the CA that signs every node's certificate (and nothing else)")
 	fs.IntVar(&c.maxKeys, "max-keys", 100000, "quota of KMS keys in the account (LimitExceededException beyond it)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long to wait for raft and the HSM at start")
@@ -134,14 +152,37 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		log.Info("created HSM domain key", "token", hcfg.TokenLabel)
 	}
 
-	node, err := cluster.New(cluster.Config{NodeID: c.nodeID, DataDir: dir, Bootstrap: true, LogOutput: stderr})
+	ccfg := cluster.Config{NodeID: c.nodeID, DataDir: dir, Bootstrap: true, LogOutput: stderr}
+	if c.clusterAddr != "" {
+		tlsCfg, err := cluster.TLSFiles{CertFile: c.tlsCert, KeyFile: c.tlsKey, CAFile: c.tlsCA}.Load()
+		if err != nil {
+			return fmt.Errorf("--cluster-tls-*: %w", err)
+		}
+		ccfg.BindAddr, ccfg.Advertise, ccfg.TLS, ccfg.Bootstrap = c.clusterAddr, c.clusterAdv, tlsCfg, c.bootstrap
+	} else if c.bootstrap || c.join != "" {
+		return errors.New("--bootstrap and --join need --cluster-addr")
+	}
+	node, err := cluster.New(ccfg)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
 
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	url := "http://" + ln.Addr().String()
+	apiURL := ""
+	if c.clusterAddr != "" {
+		apiURL = url
+		if c.apiAdvertise != "" {
+			apiURL = c.apiAdvertise
+		}
+	}
+
 	acfg := agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log,
-		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff,
+		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff, APIURL: apiURL,
 		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
 	if c.quotaSym != 0 {
 		acfg.Quotas.Rates = map[quota.Group]float64{quota.Symmetric: c.quotaSym}
@@ -150,20 +191,29 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }() // /healthz answers at once; /readyz once Init is done
+	credFile := filepath.Join(dir, "credentials")
+	if !node.HasState() && c.join != "" {
+		credsPath := c.joinCreds
+		if credsPath == "" {
+			credsPath = credFile
+		}
+		if err := joinCluster(initCtx, c, node, apiURL, credsPath, log); err != nil {
+			srv.Shutdown()
+			return err
+		}
+	}
 	admin, err := srv.Init(initCtx)
 	if err != nil {
+		srv.Shutdown()
 		return fmt.Errorf("init: %w", err)
 	}
-	credFile := filepath.Join(dir, "credentials")
 	if err := writeCredentials(credFile, admin, c.region); err != nil {
+		srv.Shutdown()
 		return err
 	}
 
-	ln, err := net.Listen("tcp", c.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "kmsd: serving the AWS KMS API on %s (region %s, account %s)\n", url, c.region, c.accountID)
 	fmt.Fprintf(stdout, "kmsd: credentials: export AWS_SHARED_CREDENTIALS_FILE=%s\n", credFile)
 	fmt.Fprintf(stdout, "kmsd: try: AWS_SHARED_CREDENTIALS_FILE=%s aws kms create-key --region %s --endpoint-url %s\n", credFile, c.region, url)
@@ -173,8 +223,6 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	go func() { srv.RunTimers(timerCtx, time.Second); close(timersDone) }()
 	defer func() { stopTimers(); <-timersDone }()
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err
@@ -252,6 +300,66 @@ func hsmConfig(c serveConfig, dir string) (hsmpool.Config, error) {
 		}
 	}
 	return cfg, cfg.Validate()
+}
+
+// joinCluster asks the members named by --join to add this node, until one
+// accepts or ctx ends.
+func joinCluster(ctx context.Context, c serveConfig, node *cluster.Node, apiURL, credsPath string, log *slog.Logger) error {
+	key, err := readCredentials(credsPath)
+	if err != nil {
+		return fmt.Errorf("--join-credentials: %w", err)
+	}
+	req := agent.JoinRequest{NodeID: node.ID(), RaftAddr: node.RaftAddr(), APIURL: apiURL}
+	var last error
+	for attempt := 0; ; attempt++ {
+		for _, u := range strings.Split(c.join, ",") {
+			if u = strings.TrimSpace(u); u == "" {
+				continue
+			}
+			if last = agent.CallCluster(ctx, u, c.region, key, "Join", req, nil); last == nil {
+				log.Info("joined the cluster", "via", u)
+				return nil
+			}
+			log.Warn("join failed, retrying", "via", u, "err", last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("--join: %w (last error: %v)", ctx.Err(), last)
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// readCredentials reads the [default] profile of an AWS shared
+// credentials file.
+func readCredentials(path string) (agent.AccessKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return agent.AccessKey{}, err
+	}
+	var k agent.AccessKey
+	section := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = strings.TrimSpace(line[1 : len(line)-1])
+			continue
+		}
+		name, val, ok := strings.Cut(line, "=")
+		if !ok || section != "default" {
+			continue
+		}
+		switch strings.TrimSpace(name) {
+		case "aws_access_key_id":
+			k.ID = strings.TrimSpace(val)
+		case "aws_secret_access_key":
+			k.Secret = strings.TrimSpace(val)
+		}
+	}
+	if k.ID == "" || k.Secret == "" {
+		return k, fmt.Errorf("%s has no [default] aws_access_key_id and aws_secret_access_key", path)
+	}
+	return k, nil
 }
 
 func randomHex(n int) string {

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kmsd/kmsd/agent"
+)
+
+const clusterUsage = `usage: kmsd cluster <status|remove ID> [--endpoint URL] [--credentials FILE] [--region R]
+`
+
+// runCluster is `kmsd cluster status` and `kmsd cluster remove ID`: admin
+// calls to any node's API, signed with the account root's credentials.
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, clusterUsage)
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("kmsd cluster "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoint := fs.String("endpoint", "http://127.0.0.1:4599", "API `URL` of any node")
+	creds := fs.String("credentials", "./data/credentials", "AWS credentials `file` of the account root")
+	region := fs.String("region", "us-east-1", "region of the cluster")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	key, err := readCredentials(*creds)
+	if err != nil {
+		fmt.Fprintf(stderr, "kmsd cluster: --credentials: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch sub {
+	case "status":
+		var st agent.StatusResponse
+		if err := agent.CallCluster(ctx, *endpoint, *region, key, "Status", struct{}{}, &st); err != nil {
+			fmt.Fprintf(stderr, "kmsd cluster status: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "node %s, leader %s, applied index %d\n", st.NodeID, st.Leader, st.AppliedIndex)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tROLE\tRAFT\tAPI\tREADY\tHEALTH")
+		for _, m := range st.Members {
+			role := "follower"
+			if m.Leader {
+				role = "leader"
+			} else if !m.Voter {
+				role = "nonvoter"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", m.NodeID, role, m.RaftAddr, m.APIURL, m.Ready, m.Health)
+		}
+		tw.Flush()
+		return 0
+	case "remove":
+		if fs.NArg() != 1 {
+			fmt.Fprint(stderr, clusterUsage)
+			return 2
+		}
+		if err := agent.CallCluster(ctx, *endpoint, *region, key, "Remove", map[string]string{"NodeId": fs.Arg(0)}, nil); err != nil {
+			fmt.Fprintf(stderr, "kmsd cluster remove: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "removed %s\n", fs.Arg(0))
+		return 0
+	}
+	fmt.Fprint(stderr, clusterUsage)
+	return 2
+}
