@@ -12,6 +12,7 @@ import (
 
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+	"github.com/kmsd/kmsd/quota"
 )
 
 // newTestCluster starts n kmsd nodes in-process: one HSM token shared by
@@ -162,4 +163,37 @@ func TestClusterLeaderFailover(t *testing.T) {
 	}
 	t.Logf("failover: first write %v after the leader was killed; %d writes acknowledged, %d failed; %d crypto errors",
 		firstWriteAfter.Round(time.Millisecond), len(acked), writeErrs, cryptoErrs)
+}
+
+// TestClusterQuotaSplit: with 3 voters each node enforces a third of the
+// account's rate.
+func TestClusterQuotaSplit(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	tok := tokenRef{lib, label, pin}
+	cfg := Config{Quotas: quota.Config{Rates: map[quota.Group]float64{quota.Symmetric: 30}}}
+	var nodes []*testServer
+	for i := range 3 {
+		dir := t.TempDir()
+		ccfg := cluster.Config{NodeID: fmt.Sprintf("q%d", i), DataDir: dir, BindAddr: "127.0.0.1:0", Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+		var join *testServer
+		if i > 0 {
+			join = nodes[0]
+		}
+		nodes = append(nodes, startNode(t, dir, tok, cfg, ccfg, join))
+	}
+	n := nodes[1]
+	n.Tick(context.Background()) // re-split now rather than on the next timer tick
+	accepted := 0
+	for i := 0; i < 30; i++ {
+		if _, err := n.client.GenerateRandom(context.Background(), &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(4)}); err == nil {
+			accepted++
+		} else {
+			wantAPIError(t, err, "ThrottlingException")
+		}
+	}
+	// A burst of 30 against a 10/s share (burst 10) accepts about 10, far
+	// fewer than the account's 30.
+	if accepted >= 20 || accepted == 0 {
+		t.Fatalf("accepted %d of 30 on one node of three with an account rate of 30/s", accepted)
+	}
 }

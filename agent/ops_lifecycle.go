@@ -222,6 +222,7 @@ func opListResourceTags(s *Server, r *request) (any, error) {
 // needs the key still due; RotateKey needs the expected due date), so a
 // change of leader never deletes or rotates twice.
 func (s *Server) Tick(ctx context.Context) error {
+	s.splitQuotas()
 	if !s.node.IsLeader() {
 		return nil
 	}
@@ -257,6 +258,28 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// splitQuotas gives this node its share of the account's request rates:
+// 1/N of each with N voting members in the cluster, re-split as
+// membership changes (every node enforces its share locally).
+func (s *Server) splitQuotas() {
+	if s.quota == nil {
+		return
+	}
+	servers, err := s.node.Servers()
+	if err != nil {
+		return
+	}
+	voters := 0
+	for _, sv := range servers {
+		if sv.Voter {
+			voters++
+		}
+	}
+	if voters > 0 {
+		s.quota.SetShare(1 / float64(voters))
+	}
 }
 
 // RunTimers calls Tick every interval until ctx ends.
