@@ -333,3 +333,51 @@ func opClusterRemove(s *Server, r *request) (any, error) {
 	}
 	return struct{}{}, nil
 }
+
+// SnapshotData carries a state snapshot (SaveSnapshot's encoding).
+type SnapshotData struct {
+	Snapshot []byte `json:"Snapshot"`
+}
+
+func init() {
+	clusterOps["SnapshotSave"] = opSnapshotSave
+	clusterOps["SnapshotRestore"] = opSnapshotRestore
+}
+
+func opSnapshotSave(s *Server, r *request) (any, error) {
+	if err := requireRoot(s, r); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := s.node.SaveSnapshot(&buf); err != nil {
+		return nil, err
+	}
+	return &SnapshotData{Snapshot: buf.Bytes()}, nil
+}
+
+func opSnapshotRestore(s *Server, r *request) (any, error) {
+	if err := requireRoot(s, r); err != nil {
+		return nil, err
+	}
+	var in SnapshotData
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if len(in.Snapshot) == 0 {
+		return nil, validationRequired("snapshot")
+	}
+	if !s.node.IsLeader() {
+		if err := s.callLeader(r.ctx, "SnapshotRestore", in, nil); err != nil {
+			return nil, notLeader(err)
+		}
+		return struct{}{}, nil
+	}
+	if err := s.node.RestoreSnapshot(r.ctx, in.Snapshot); err != nil {
+		if errors.Is(err, cluster.ErrBadCommand) {
+			return nil, apiErr(errValidation, "The snapshot is not a kmsd state snapshot: %v", err)
+		}
+		return nil, notLeader(err)
+	}
+	s.log.Warn("state restored from a snapshot", "bytes", len(in.Snapshot))
+	return struct{}{}, nil
+}

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -195,5 +197,35 @@ func TestClusterQuotaSplit(t *testing.T) {
 	// fewer than the account's 30.
 	if accepted >= 20 || accepted == 0 {
 		t.Fatalf("accepted %d of 30 on one node of three with an account rate of 30/s", accepted)
+	}
+}
+
+func TestSnapshotSaveRestore(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	a := ts.createKey(t)
+	enc, _ := ts.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &a, Plaintext: []byte("kept")})
+	var snap SnapshotData
+	if err := CallCluster(ctx, ts.url, "us-east-1", ts.admin, "SnapshotSave", struct{}{}, &snap); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(snap.Snapshot, []byte(ts.admin.Secret)) {
+		t.Fatal("snapshot holds the admin secret in plaintext")
+	}
+	b := ts.createKey(t)
+	if err := CallCluster(ctx, ts.url, "us-east-1", ts.admin, "SnapshotRestore", snap, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &b}); err == nil {
+		t.Fatal("a key created after the snapshot survived the restore")
+	}
+	dec, err := ts.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "kept" {
+		t.Fatalf("decrypt after restore: %v", err)
+	}
+	err = CallCluster(ctx, ts.url, "us-east-1", ts.admin, "SnapshotRestore", SnapshotData{Snapshot: []byte("garbage")}, nil)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Type != "ValidationException" {
+		t.Fatalf("garbage snapshot: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -13,7 +14,17 @@ import (
 )
 
 const clusterUsage = `usage: kmsd cluster <status|remove ID> [--endpoint URL] [--credentials FILE] [--region R]
+       kmsd snapshot <save|restore> FILE [--endpoint URL] [--credentials FILE] [--region R]
 `
+
+// runSnapshot is `kmsd snapshot save FILE` and `kmsd snapshot restore FILE`.
+func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "save" && args[0] != "restore") {
+		fmt.Fprint(stderr, clusterUsage)
+		return 2
+	}
+	return runCluster(ctx, append([]string{"snapshot-" + args[0]}, args[1:]...), stdout, stderr)
+}
 
 // runCluster is `kmsd cluster status` and `kmsd cluster remove ID`: admin
 // calls to any node's API, signed with the account root's credentials.
@@ -28,11 +39,19 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	endpoint := fs.String("endpoint", "http://127.0.0.1:4599", "API `URL` of any node")
 	creds := fs.String("credentials", "./data/credentials", "AWS credentials `file` of the account root")
 	region := fs.String("region", "us-east-1", "region of the cluster")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	// Flags may come before or after the positional argument.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
 		}
-		return 2
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
 	key, err := readCredentials(*creds)
 	if err != nil {
@@ -62,16 +81,46 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		tw.Flush()
 		return 0
-	case "remove":
-		if fs.NArg() != 1 {
+	case "snapshot-save", "snapshot-restore":
+		if len(pos) != 1 {
 			fmt.Fprint(stderr, clusterUsage)
 			return 2
 		}
-		if err := agent.CallCluster(ctx, *endpoint, *region, key, "Remove", map[string]string{"NodeId": fs.Arg(0)}, nil); err != nil {
+		file := pos[0]
+		if sub == "snapshot-save" {
+			var snap agent.SnapshotData
+			if err := agent.CallCluster(ctx, *endpoint, *region, key, "SnapshotSave", struct{}{}, &snap); err != nil {
+				fmt.Fprintf(stderr, "kmsd snapshot save: %v\n", err)
+				return 1
+			}
+			if err := writeFileAtomic(file, snap.Snapshot, 0o600); err != nil {
+				fmt.Fprintf(stderr, "kmsd snapshot save: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "saved %d bytes to %s\n", len(snap.Snapshot), file)
+			return 0
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "kmsd snapshot restore: %v\n", err)
+			return 1
+		}
+		if err := agent.CallCluster(ctx, *endpoint, *region, key, "SnapshotRestore", agent.SnapshotData{Snapshot: data}, nil); err != nil {
+			fmt.Fprintf(stderr, "kmsd snapshot restore: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "restored the cluster's state from %s\n", file)
+		return 0
+	case "remove":
+		if len(pos) != 1 {
+			fmt.Fprint(stderr, clusterUsage)
+			return 2
+		}
+		if err := agent.CallCluster(ctx, *endpoint, *region, key, "Remove", map[string]string{"NodeId": pos[0]}, nil); err != nil {
 			fmt.Fprintf(stderr, "kmsd cluster remove: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "removed %s\n", fs.Arg(0))
+		fmt.Fprintf(stdout, "removed %s\n", pos[0])
 		return 0
 	}
 	fmt.Fprint(stderr, clusterUsage)

@@ -11,6 +11,7 @@ const usage = `usage: kmsd <command> [flags]
 commands:
   serve     run a kmsd node (kmsd serve -h for flags)
   cluster   status | remove ID: administer a cluster through any node
+  snapshot  save FILE | restore FILE: the replicated state (wrapped material only)
   version   print the version
 `
 
@@ -27,6 +28,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		return runCluster(ctx, args[1:], stdout, stderr)
+	case "snapshot":
+		return runSnapshot(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return 0

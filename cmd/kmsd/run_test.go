@@ -126,6 +126,24 @@ func TestServeRestart(t *testing.T) {
 	if !bytes.Equal(cred, cred2) {
 		t.Fatal("credentials changed across restart")
 	}
+
+	// Admin subcommands against the running node.
+	var out, errb bytes.Buffer
+	snap := filepath.Join(t.TempDir(), "state.snap")
+	common := []string{"--endpoint", url, "--credentials", filepath.Join(dir, "credentials")}
+	if code := run(ctx, append([]string{"snapshot", "save", snap}, common...), &out, &errb); code != 0 {
+		t.Fatalf("snapshot save: %d %s", code, errb.String())
+	}
+	if code := run(ctx, append([]string{"snapshot", "restore", snap}, common...), &out, &errb); code != 0 {
+		t.Fatalf("snapshot restore: %d %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run(ctx, append([]string{"cluster", "status"}, common...), &out, &errb); code != 0 || !strings.Contains(out.String(), "node1") {
+		t.Fatalf("cluster status: %d %q %s", code, out.String(), errb.String())
+	}
+	if _, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id}); err != nil {
+		t.Fatalf("key lost across snapshot restore: %v", err)
+	}
 }
 
 func TestRunUsage(t *testing.T) {
@@ -139,6 +157,10 @@ func TestRunUsage(t *testing.T) {
 	errb.Reset()
 	if code := run(context.Background(), []string{"serve", "--listen"}, &out, &errb); code != 2 {
 		t.Fatalf("bad flag: exit %d", code)
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--bootstrap"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "--cluster-addr") {
+		t.Fatalf("--bootstrap without --cluster-addr: exit %d %q", code, errb.String())
 	}
 	errb.Reset()
 	if code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--pkcs11-lib", "/nonexistent.so"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "PIN") {

@@ -125,6 +125,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.clusterAddr == "" && (c.bootstrap || c.join != "") {
+		return errors.New("--bootstrap and --join need --cluster-addr")
+	}
 	dir, err := filepath.Abs(c.dataDir)
 	if err != nil {
 		return err
@@ -159,8 +162,6 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--cluster-tls-*: %w", err)
 		}
 		ccfg.BindAddr, ccfg.Advertise, ccfg.TLS, ccfg.Bootstrap = c.clusterAddr, c.clusterAdv, tlsCfg, c.bootstrap
-	} else if c.bootstrap || c.join != "" {
-		return errors.New("--bootstrap and --join need --cluster-addr")
 	}
 	node, err := cluster.New(ccfg)
 	if err != nil {
