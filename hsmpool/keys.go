@@ -104,8 +104,9 @@ func (p *Pool) dropDomainKey() {
 }
 
 // EnsureDomainKey makes sure the token holds the domain key, an AES-256
-// token object labelled Config.DomainKeyLabel that is sensitive and never
-// extractable, generating it in the HSM if absent. It reports whether it
+// token object labelled Config.DomainKeyLabel that is sensitive (its value
+// can never be read) and extractable only wrapped (so ExportDomainKey can
+// hand it to another node's HSM), generating it in the HSM if absent. It reports whether it
 // created the key. It is idempotent, also across Pools in one process.
 func (p *Pool) EnsureDomainKey(ctx context.Context) (created bool, err error) {
 	err = p.retry(ctx, func() error {
@@ -125,7 +126,7 @@ func (p *Pool) EnsureDomainKey(ctx context.Context) (created bool, err error) {
 					pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, keySize),
 					pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 					pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-					pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+					pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
 					pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
 					pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
 					pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),

@@ -244,7 +244,9 @@ func TestDomainKeyPersists(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		want := []bool{false, true, true, true, true}
+		// Extractable only wrapped (domain-key transfer), sensitive, a
+		// private token object, so never "never extractable".
+		want := []bool{true, true, true, true, false}
 		for i, w := range want {
 			if got := len(attrs[i].Value) == 1 && attrs[i].Value[0] == 1; got != w {
 				return fmt.Errorf("attribute %#x = %v, want %v", attrs[i].Type, got, w)
