@@ -17,6 +17,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool"
 )
 
 // Cluster administration and forwarding travel on the API port as
@@ -214,11 +215,20 @@ func opClusterApply(s *Server, r *request) (any, error) {
 	return out, nil
 }
 
-// JoinRequest asks the leader to add a node.
+// JoinRequest asks the cluster to add a node. A node with an HSM token of
+// its own sends TransportKey (the public half of an RSA key pair made in
+// its HSM, DER) and receives the domain key wrapped for it.
 type JoinRequest struct {
-	NodeID   string `json:"NodeId"`
-	RaftAddr string `json:"RaftAddr"`
-	APIURL   string `json:"ApiUrl"`
+	NodeID       string `json:"NodeId"`
+	RaftAddr     string `json:"RaftAddr"`
+	APIURL       string `json:"ApiUrl"`
+	TransportKey []byte `json:"TransportKey,omitempty"`
+}
+
+// JoinResponse carries the domain key wrapped for the joiner's transport
+// key, when it sent one.
+type JoinResponse struct {
+	WrappedDomainKey []byte `json:"WrappedDomainKey,omitempty"`
 }
 
 func opClusterJoin(s *Server, r *request) (any, error) {
@@ -232,12 +242,24 @@ func opClusterJoin(s *Server, r *request) (any, error) {
 	if in.NodeID == "" || in.RaftAddr == "" || in.APIURL == "" {
 		return nil, apiErr(errValidation, "NodeId, RaftAddr and ApiUrl are required.")
 	}
+	out := &JoinResponse{}
+	if len(in.TransportKey) > 0 {
+		// Every member holds the domain key: wrap it here, in this HSM.
+		w, err := s.pool.ExportDomainKey(r.ctx, in.TransportKey)
+		if errors.Is(err, hsmpool.ErrNotExportable) {
+			return nil, apiErr(errUnsupported, "This cluster's domain key was made before domain-key transfer existed and cannot leave its HSM; start the node on the same HSM token instead.")
+		}
+		if err != nil {
+			return nil, apiErr(errValidation, "TransportKey: %v", err)
+		}
+		out.WrappedDomainKey = w
+		in.TransportKey = nil
+	}
 	if !s.node.IsLeader() {
-		var out struct{}
-		if err := s.callLeader(r.ctx, "Join", in, &out); err != nil {
+		if err := s.callLeader(r.ctx, "Join", in, nil); err != nil {
 			return nil, notLeader(err)
 		}
-		return struct{}{}, nil
+		return out, nil
 	}
 	if err := s.node.AddVoter(r.ctx, in.NodeID, in.RaftAddr); err != nil {
 		return nil, notLeader(err)
@@ -246,7 +268,7 @@ func opClusterJoin(s *Server, r *request) (any, error) {
 		return nil, err
 	}
 	s.log.Info("node joined", "node", in.NodeID, "raft", in.RaftAddr, "api", in.APIURL)
-	return struct{}{}, nil
+	return out, nil
 }
 
 // StatusResponse describes the cluster as one node sees it.
@@ -342,6 +364,38 @@ type SnapshotData struct {
 func init() {
 	clusterOps["SnapshotSave"] = opSnapshotSave
 	clusterOps["SnapshotRestore"] = opSnapshotRestore
+}
+
+// Join adds the node behind node and pool to a cluster through the member
+// API at url, signed with key (the account root). If pool's token has no
+// domain key yet, it is transferred HSM to HSM: a transport key pair is
+// made in pool's token, the member wraps the domain key for it, and pool
+// unwraps it. Call it before Init, on a node with no raft state.
+func Join(ctx context.Context, url, region string, key AccessKey, node *cluster.Node, pool *hsmpool.Pool, apiURL string) error {
+	req := JoinRequest{NodeID: node.ID(), RaftAddr: node.RaftAddr(), APIURL: apiURL}
+	has, err := pool.HasDomainKey(ctx)
+	if err != nil {
+		return err
+	}
+	label := ""
+	if !has {
+		if req.TransportKey, label, err = pool.GenerateTransportKey(ctx); err != nil {
+			return err
+		}
+	}
+	var out JoinResponse
+	if err := CallCluster(ctx, url, region, key, "Join", req, &out); err != nil {
+		return err
+	}
+	if !has {
+		if len(out.WrappedDomainKey) == 0 {
+			return errors.New("agent: the cluster sent no domain key")
+		}
+		if err := pool.ImportDomainKey(ctx, out.WrappedDomainKey, label); err != nil {
+			return fmt.Errorf("agent: import the cluster's domain key: %w", err)
+		}
+	}
+	return nil
 }
 
 func opSnapshotSave(s *Server, r *request) (any, error) {

@@ -229,3 +229,32 @@ func TestSnapshotSaveRestore(t *testing.T) {
 		t.Fatalf("garbage snapshot: %v", err)
 	}
 }
+
+// TestClusterJoinWithOwnHSM: a node with its own HSM token joins and gets
+// the domain key HSM to HSM, then decrypts what the first node encrypted.
+func TestClusterJoinWithOwnHSM(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	dir1 := t.TempDir()
+	n1 := startNode(t, dir1, tokenRef{lib, label, pin}, Config{},
+		cluster.Config{NodeID: "a", DataDir: dir1, BindAddr: "127.0.0.1:0", Bootstrap: true, HeartbeatTimeout: 300 * time.Millisecond}, nil)
+	ctx := context.Background()
+	id := n1.createKey(t)
+	enc, err := n1.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("across HSMs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib2, label2, pin2 := hsmtest.NewToken(t) // another token: another HSM
+	dir2 := t.TempDir()
+	n2 := startNode(t, dir2, tokenRef{lib2, label2, pin2}, Config{},
+		cluster.Config{NodeID: "b", DataDir: dir2, BindAddr: "127.0.0.1:0", HeartbeatTimeout: 300 * time.Millisecond}, n1)
+	if has, _ := n2.pool.HasDomainKey(ctx); !has {
+		t.Fatal("the joiner's token has no domain key")
+	}
+	dec, err := n2.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "across HSMs" {
+		t.Fatalf("decrypt on the node with its own HSM: %v", err)
+	}
+	if n2.admin != n1.admin {
+		t.Fatal("the joiner could not unseal the cluster's admin access key")
+	}
+}

@@ -90,8 +90,10 @@ func startNode(t testing.TB, dir string, tok tokenRef, cfg Config, ccfg cluster.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.EnsureDomainKey(ctx); err != nil {
-		t.Fatal(err)
+	if join == nil {
+		if _, err := pool.EnsureDomainKey(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	node, err := cluster.New(ccfg)
 	if err != nil {
@@ -120,8 +122,7 @@ func startNode(t testing.TB, dir string, tok tokenRef, cfg Config, ccfg cluster.
 	ts := &testServer{Server: srv, dir: dir, url: url, node: node, pool: pool, ln: ln}
 	t.Cleanup(ts.stop)
 	if join != nil {
-		req := JoinRequest{NodeID: node.ID(), RaftAddr: node.RaftAddr(), APIURL: url}
-		if err := CallCluster(ctx, join.url, "us-east-1", join.admin, "Join", req, nil); err != nil {
+		if err := Join(ctx, join.url, "us-east-1", join.admin, node, pool, url); err != nil {
 			t.Fatalf("join: %v", err)
 		}
 	}

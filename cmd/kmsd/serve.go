@@ -147,13 +147,6 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	defer pool.Close()
 	initCtx, cancel := context.WithTimeout(ctx, c.readyTimeout)
 	defer cancel()
-	created, err := pool.EnsureDomainKey(initCtx)
-	if err != nil {
-		return fmt.Errorf("hsm domain key: %w", err)
-	}
-	if created {
-		log.Info("created HSM domain key", "token", hcfg.TokenLabel)
-	}
 
 	ccfg := cluster.Config{NodeID: c.nodeID, DataDir: dir, Bootstrap: true, LogOutput: stderr}
 	if c.clusterAddr != "" {
@@ -168,6 +161,16 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer node.Close()
+	joining := !node.HasState() && c.join != ""
+	if !joining { // a joiner gets the cluster's domain key with the join
+		created, err := pool.EnsureDomainKey(initCtx)
+		if err != nil {
+			return fmt.Errorf("hsm domain key: %w", err)
+		}
+		if created {
+			log.Info("created HSM domain key", "token", hcfg.TokenLabel)
+		}
+	}
 
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
@@ -195,12 +198,12 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }() // /healthz answers at once; /readyz once Init is done
 	credFile := filepath.Join(dir, "credentials")
-	if !node.HasState() && c.join != "" {
+	if joining {
 		credsPath := c.joinCreds
 		if credsPath == "" {
 			credsPath = credFile
 		}
-		if err := joinCluster(initCtx, c, node, apiURL, credsPath, log); err != nil {
+		if err := joinCluster(initCtx, c, node, pool, apiURL, credsPath, log); err != nil {
 			srv.Shutdown()
 			return err
 		}
@@ -305,19 +308,18 @@ func hsmConfig(c serveConfig, dir string) (hsmpool.Config, error) {
 
 // joinCluster asks the members named by --join to add this node, until one
 // accepts or ctx ends.
-func joinCluster(ctx context.Context, c serveConfig, node *cluster.Node, apiURL, credsPath string, log *slog.Logger) error {
+func joinCluster(ctx context.Context, c serveConfig, node *cluster.Node, pool *hsmpool.Pool, apiURL, credsPath string, log *slog.Logger) error {
 	key, err := readCredentials(credsPath)
 	if err != nil {
 		return fmt.Errorf("--join-credentials: %w", err)
 	}
-	req := agent.JoinRequest{NodeID: node.ID(), RaftAddr: node.RaftAddr(), APIURL: apiURL}
 	var last error
 	for attempt := 0; ; attempt++ {
 		for _, u := range strings.Split(c.join, ",") {
 			if u = strings.TrimSpace(u); u == "" {
 				continue
 			}
-			if last = agent.CallCluster(ctx, u, c.region, key, "Join", req, nil); last == nil {
+			if last = agent.Join(ctx, u, c.region, key, node, pool, apiURL); last == nil {
 				log.Info("joined the cluster", "via", u)
 				return nil
 			}

@@ -2,8 +2,11 @@
 # Local multi-process kmsd cluster on 127.0.0.1.
 #   deploy/local/cluster.sh up DIR N    start N nodes (API 4601..460N, raft 4701..470N)
 #   deploy/local/cluster.sh down DIR    stop them
-# Every node uses one SoftHSM2 token in DIR/hsm (nodes that share an HSM need
-# no domain-key transfer). Writes DIR/nodes ("NODE_ID PID API_URL" per line)
+# Each node has its own SoftHSM2 token under its data dir, as separate
+# machines would: a joining node receives the domain key HSM to HSM (wrapped
+# for a transport key made in its token). SHARED_HSM=1 puts every node on
+# one token in DIR/hsm instead (nodes sharing an HSM need no transfer).
+# Writes DIR/nodes ("NODE_ID PID API_URL" per line)
 # and DIR/credentials (the account root, valid on every node), and returns
 # once every node answers /readyz.
 set -euo pipefail
@@ -37,8 +40,11 @@ up() {
   [ "$n" -ge 1 ] && [ "$n" -le 9 ] || die "N must be 1..9"
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
   [ -s "$dir/nodes" ] && die "$dir/nodes exists: run down first"
+  local hsm=()
+  if [ "${SHARED_HSM:-0}" = 1 ]; then
   local lib; lib=$(softhsm_lib)
   export SOFTHSM2_CONF=$dir/hsm/softhsm2.conf
+  hsm=(--pkcs11-lib "$lib" --pkcs11-token-label kmsd --pkcs11-pin-file "$dir/hsm/pin")
   if [ ! -f "$dir/hsm/pin" ]; then
     mkdir -p "$dir/hsm/tokens" && chmod 700 "$dir/hsm"
     printf 'directories.tokendir = %s/hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$dir" >"$SOFTHSM2_CONF"
@@ -46,13 +52,14 @@ up() {
     softhsm2-util --init-token --free --label kmsd --so-pin "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
       --pin "$(cat "$dir/hsm/pin")" >/dev/null
   fi
+  fi
   : >"$dir/nodes"
   for i in $(seq 1 "$n"); do
     local api=http://127.0.0.1:$((API_BASE + i)) args=()
     if [ "$i" = 1 ]; then args=(--bootstrap); else args=(--join http://127.0.0.1:$((API_BASE + 1)) --join-credentials "$dir/credentials"); fi
     "$BIN" serve --node-id "node$i" --listen "127.0.0.1:$((API_BASE + i))" --data-dir "$dir/node$i" \
-      --cluster-addr "127.0.0.1:$((RAFT_BASE + i))" --pkcs11-lib "$lib" --pkcs11-token-label kmsd \
-      --pkcs11-pin-file "$dir/hsm/pin" --log-level warn "${args[@]}" >"$dir/node$i.log" 2>&1 &
+      --cluster-addr "127.0.0.1:$((RAFT_BASE + i))" "${hsm[@]}" \
+      --log-level warn "${args[@]}" >"$dir/node$i.log" 2>&1 &
     local pid=$!
     echo "node$i $pid $api" >>"$dir/nodes"
     wait_ready "$api" "$pid" || { cat "$dir/node$i.log" >&2; die "node$i did not become ready"; }
