@@ -59,7 +59,7 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 	}
 	f := NewFaultyStreamLayer(sl)
 	nd, err := New(Config{NodeID: fmt.Sprintf("n%d", i), DataDir: tc.dirs[i], Bootstrap: bootstrap, Stream: f,
-		HeartbeatTimeout: 300 * time.Millisecond, ApplyTimeout: 3 * time.Second, TrailingLogs: 16})
+		HeartbeatTimeout: 500 * time.Millisecond, ApplyTimeout: 3 * time.Second, TrailingLogs: 16})
 	if err != nil {
 		tc.t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 // leader polls until exactly one live node leads, and returns its index.
 func (tc *testCluster) leader(except ...int) int {
 	tc.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(45 * time.Second) // generous: CI machines are shared
 	for time.Now().Before(deadline) {
 		for i, nd := range tc.nodes {
 			skip := nd == nil
