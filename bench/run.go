@@ -58,6 +58,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	if cfg.Raw {
+		if r.raw, err = r.prepareRaw(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return r.run(ctx), nil
 }
 
@@ -169,7 +174,8 @@ type runner struct {
 	cfg     Config
 	clients []*kms.Client
 	pool    [][]byte
-	cum     [len(ops)]int // cumulative Mix weights
+	raw     []*rawEndpoint // per endpoint, when cfg.Raw
+	cum     [len(ops)]int  // cumulative Mix weights
 	total   int
 
 	start, measureStart, end time.Time
@@ -428,6 +434,9 @@ func (w *worker) pick() int {
 // call sends one request of operation op to the worker's endpoint.
 func (w *worker) call(ctx context.Context, op int) error {
 	r := w.r
+	if r.raw != nil {
+		return w.callRaw(op)
+	}
 	c := r.clients[w.ep]
 	switch ops[op] {
 	case OpGenerateDataKey:
