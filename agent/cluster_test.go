@@ -258,3 +258,48 @@ func TestClusterJoinWithOwnHSM(t *testing.T) {
 		t.Fatal("the joiner could not unseal the cluster's admin access key")
 	}
 }
+
+// TestClusterMinorityRefusesWrites: a node cut off from raft answers a
+// write with an AWS error within the request deadline instead of hanging,
+// and keeps serving crypto from its state.
+func TestClusterMinorityRefusesWrites(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	tok := tokenRef{lib, label, pin}
+	var nodes []*testServer
+	var faults []*cluster.FaultyStreamLayer
+	for i := range 3 {
+		dir := t.TempDir()
+		sl, err := cluster.NewStreamLayer("127.0.0.1:0", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := cluster.NewFaultyStreamLayer(sl)
+		faults = append(faults, f)
+		ccfg := cluster.Config{NodeID: fmt.Sprintf("m%d", i), DataDir: dir, Stream: f, Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+		var join *testServer
+		if i > 0 {
+			join = nodes[0]
+		}
+		nodes = append(nodes, startNode(t, dir, tok, Config{RequestTimeout: 3 * time.Second}, ccfg, join))
+	}
+	ctx := context.Background()
+	lone := nodes[2]
+	id := lone.createKey(t)
+	faults[2].Isolate()
+	for deadline := time.Now().Add(20 * time.Second); lone.node.LeaderID() != ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the isolated node still sees a leader")
+		}
+	}
+	start := time.Now()
+	_, err := lone.client.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err == nil {
+		t.Fatal("the minority accepted a write")
+	}
+	wantAPIError(t, err, "KMSInternalException")
+	t.Logf("minority write refused after %v", time.Since(start).Round(time.Millisecond))
+	if _, err := lone.client.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: &id, KeySpec: types.DataKeySpecAes256}); err != nil {
+		t.Fatalf("crypto on the isolated node: %v", err)
+	}
+	faults[2].Heal()
+}
