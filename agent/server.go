@@ -312,6 +312,8 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	r := &request{ctx: rctx, id: reqID, at: s.cfg.Now(), op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
+	// The body may carry plaintext (Encrypt): zero fasthttp's copy when done.
+	defer clear(ctx.Request.Body())
 	out, err := fn(s, r)
 	if err != nil {
 		s.writeError(ctx, op, start, err)
