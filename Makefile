@@ -4,10 +4,10 @@ LISTEN  ?= 127.0.0.1:4599
 DATA    ?= ./data
 FUZZTIME ?= 5s
 # Packages with concurrency run under the race detector.
-RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/...
+RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/... ./kmsplugin/... ./cmd/kmsd/...
 BENCHTIME ?= 10s
 
-.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report cluster cluster-down clean
+.PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report cluster cluster-down deploy-check image clean
 
 all: build
 
@@ -72,6 +72,13 @@ bench: build
 # The README's benchmark report: one run, one machine (scripts/bench-report.sh).
 bench-report: build
 	scripts/bench-report.sh
+
+deploy-check:
+	$(GO) test -count=1 -run 'Kubernetes|Systemd|EncryptionConfiguration|DeployFlags' ./cmd/kmsd/
+
+# Needs a Docker engine (not available on the development machines).
+image:
+	docker build -f deploy/container/Dockerfile -t ghcr.io/kmsd/kmsd:dev .
 
 clean:
 	rm -rf bin
