@@ -159,3 +159,49 @@ func TestRunHealthcheck(t *testing.T) {
 		t.Errorf("bad flag: exit %d (must be 1: Docker reserves 2)", code)
 	}
 }
+
+// TestServeK8sKMSSocket: `kmsd serve --k8s-kms-socket --k8s-kms-key` also
+// serves the Kubernetes KMS v2 API, through its own KMS API.
+func TestServeK8sKMSSocket(t *testing.T) {
+	if _, err := hsmpool.FindSoftHSM(); err != nil {
+		t.Skip("SoftHSM2 not installed")
+	}
+	t.Setenv("SOFTHSM2_CONF", "")
+	dir := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	url, stop := startServe(t, dir, "--k8s-kms-socket", sock, "--k8s-kms-key", "alias/k8s")
+	defer stop()
+	ctx := context.Background()
+	c := clientFor(t, dir, url)
+	key, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/k8s"), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	api := kmsapi.NewKeyManagementServiceClient(conn)
+	var st *kmsapi.StatusResponse
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err = api.Status(ctx, &kmsapi.StatusRequest{})
+		if err == nil && st.Healthz == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin never healthy: %v %+v", err, st)
+		}
+	}
+	enc, err := api.Encrypt(ctx, &kmsapi.EncryptRequest{Plaintext: []byte("dek seed"), Uid: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := api.Decrypt(ctx, &kmsapi.DecryptRequest{Ciphertext: enc.Ciphertext, KeyId: enc.KeyId, Uid: "2"})
+	if err != nil || string(dec.Plaintext) != "dek seed" {
+		t.Fatalf("decrypt through the serve socket: %v", err)
+	}
+}

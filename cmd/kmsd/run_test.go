@@ -21,14 +21,14 @@ import (
 
 // startServe runs `kmsd serve` in-process on dir and returns its URL and a
 // stop function that returns the exit code.
-func startServe(t *testing.T, dir string) (string, func() int) {
+func startServe(t *testing.T, dir string, extra ...string) (string, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, pw, &stderr)
+		code := run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, extra...), pw, &stderr)
 		pw.Close()
 		done <- code
 	}()

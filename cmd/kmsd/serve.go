@@ -45,6 +45,8 @@ type serveConfig struct {
 	tlsCert      string
 	tlsKey       string
 	tlsCA        string
+	k8sSocket    string
+	k8sKey       string
 	maxBatch     int
 	quotaSym     float64
 	quotasOff    bool
@@ -84,6 +86,8 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM `file`: this node's certificate for mutual TLS between nodes")
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM `file`: its private key")
 	fs.StringVar(&c.tlsCA, "cluster-tls-ca", "", "PEM `file`: the CA that signs every node's certificate (and nothing else)")
+	fs.StringVar(&c.k8sSocket, "k8s-kms-socket", "", "also serve the Kubernetes KMS v2 API on this unix socket `path` (see kmsd k8s-kms-plugin)")
+	fs.StringVar(&c.k8sKey, "k8s-kms-key", "", "KMS `key` (id, ARN or alias) the Kubernetes KMS v2 API encrypts with; required with --k8s-kms-socket")
 	fs.IntVar(&c.maxKeys, "max-keys", 100000, "quota of KMS keys in the account (LimitExceededException beyond it)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long to wait for raft and the HSM at start")
@@ -127,6 +131,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	}
 	if c.clusterAddr == "" && (c.bootstrap || c.join != "") {
 		return errors.New("--bootstrap and --join need --cluster-addr")
+	}
+	if (c.k8sSocket == "") != (c.k8sKey == "") {
+		return errors.New("--k8s-kms-socket and --k8s-kms-key go together")
 	}
 	dir, err := filepath.Abs(c.dataDir)
 	if err != nil {
@@ -226,6 +233,22 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	timersDone := make(chan struct{})
 	go func() { srv.RunTimers(timerCtx, time.Second); close(timersDone) }()
 	defer func() { stopTimers(); <-timersDone }()
+
+	pluginDone := make(chan struct{})
+	if c.k8sSocket != "" {
+		// The KMS v2 plugin calls this node's own API, like any client.
+		pc := pluginConfig{socket: c.k8sSocket, endpoint: url, key: c.k8sKey, credentials: credFile,
+			profile: "default", region: c.region, keyIDTTL: 10 * time.Second, logLevel: c.logLevel}
+		go func() {
+			defer close(pluginDone)
+			if err := servePlugin(ctx, pc, stdout, stderr); err != nil {
+				log.Error("kubernetes KMS v2 plugin stopped", "err", err)
+			}
+		}()
+	} else {
+		close(pluginDone)
+	}
+	defer func() { <-pluginDone }()
 
 	select {
 	case err := <-errc:
