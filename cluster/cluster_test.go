@@ -82,6 +82,12 @@ func (tc *testCluster) leader(except ...int) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	for i, nd := range tc.nodes {
+		if nd != nil {
+			st := nd.raft.Stats()
+			tc.t.Logf("node %d: state %s term %s leader %q last_contact %s commit %s applied %s", i, nd.raft.State(), st["term"], nd.LeaderID(), st["last_contact"], st["commit_index"], st["applied_index"])
+		}
+	}
 	tc.t.Fatal("no leader")
 	return -1
 }
@@ -284,5 +290,33 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 	}
 	if ErrorCode(errors.New("other")) != "" {
 		t.Error("unknown error got a code")
+	}
+}
+
+// TestFiveNodesSurviveTwoFailures: a 5-node cluster keeps accepting writes
+// with two nodes (the leader among them) killed, and loses nothing.
+func TestFiveNodesSurviveTwoFailures(t *testing.T) {
+	tc := newTestCluster(t, 5)
+	l := tc.leader()
+	for i := 0; i < 20; i++ {
+		if _, err := tc.nodes[l].Apply(context.Background(), &CreateKey{Key: testKey(fmt.Sprintf("f%02d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := (l + 1) % 5
+	tc.kill(l)
+	tc.kill(other)
+	nl := tc.leader(l, other)
+	if _, err := tc.nodes[nl].Apply(context.Background(), &CreateKey{Key: testKey("after")}); err != nil {
+		t.Fatalf("3 of 5 refuse writes: %v", err)
+	}
+	tc.waitSame()
+	for _, nd := range tc.nodes {
+		if nd == nil {
+			continue
+		}
+		if _, ok := nd.Key("f19"); !ok {
+			t.Fatalf("%s lost an acknowledged write", nd.ID())
+		}
 	}
 }

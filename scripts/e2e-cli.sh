@@ -115,6 +115,8 @@ out=$(kms get-key-last-usage --key-id "$key" 2>&1) && grep -q '"Operation"' <<<"
 out=$(kms update-alias --alias-name alias/e2e --target-key-id "$kid" 2>&1) && ok "update-alias" || bad "update-alias" "$out"
 out=$(kms list-aliases --key-id "$kid" 2>&1) && grep -q alias/e2e <<<"$out" && ok "list-aliases" || bad "list-aliases" "$out"
 out=$(kms update-alias --alias-name alias/e2e --target-key-id "$key" 2>&1) && ok "update-alias back" || bad "update-alias back" "$out"
+kms create-alias --alias-name alias/tmp --target-key-id "$key" >/dev/null 2>&1
+out=$(kms delete-alias --alias-name alias/tmp 2>&1) && ! kms list-aliases | grep -q alias/tmp && ok "delete-alias" || bad "delete-alias" "$out"
 out=$(kms delete-alias --alias-name alias/gone 2>&1) \
   && bad "delete missing alias" || { grep -q NotFoundException <<<"$out" && ok "delete missing alias -> NotFoundException" || bad "delete-alias" "$out"; }
 
