@@ -35,7 +35,29 @@ func newTestCluster(t *testing.T, n int) []*testServer {
 		}
 		nodes = append(nodes, startNode(t, dir, tok, Config{}, ccfg, join))
 	}
+	waitMembers(t, nodes)
 	return nodes
+}
+
+// waitMembers waits until every node holds the final raft configuration: a
+// node that lags behind a join rejects votes from members it does not know
+// yet, so a test must not kill the leader before then.
+func waitMembers(t *testing.T, nodes []*testServer) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		all := true
+		for _, n := range nodes {
+			if s, err := n.node.Servers(); err != nil || len(s) != len(nodes) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("members never all saw the final configuration")
+		}
+	}
 }
 
 func TestClusterForwardingAndReadYourWrites(t *testing.T) {
@@ -183,6 +205,7 @@ func TestClusterQuotaSplit(t *testing.T) {
 		}
 		nodes = append(nodes, startNode(t, dir, tok, cfg, ccfg, join))
 	}
+	waitMembers(t, nodes)
 	n := nodes[1]
 	n.Tick(context.Background()) // re-split now rather than on the next timer tick
 	accepted := 0
@@ -282,6 +305,7 @@ func TestClusterMinorityRefusesWrites(t *testing.T) {
 		}
 		nodes = append(nodes, startNode(t, dir, tok, Config{RequestTimeout: 3 * time.Second}, ccfg, join))
 	}
+	waitMembers(t, nodes)
 	ctx := context.Background()
 	lone := nodes[2]
 	id := lone.createKey(t)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +38,24 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 			t.Fatal(err)
 		}
 	}
+	// Every node must hold the final configuration before a test cuts the
+	// leader off: a node that lags behind a membership change rejects votes
+	// from members it does not know yet ("not in configuration"), and with
+	// the leader gone nobody could win an election until it heals.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		all := true
+		for _, nd := range tc.nodes {
+			if s, err := nd.Servers(); err != nil || len(s) != n {
+				all = false
+			}
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("members never all saw the final configuration")
+		}
+	}
 	t.Cleanup(func() {
 		for _, nd := range tc.nodes {
 			if nd != nil {
@@ -59,12 +79,24 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 	}
 	f := NewFaultyStreamLayer(sl)
 	nd, err := New(Config{NodeID: fmt.Sprintf("n%d", i), DataDir: tc.dirs[i], Bootstrap: bootstrap, Stream: f,
-		HeartbeatTimeout: 500 * time.Millisecond, ApplyTimeout: 3 * time.Second, TrailingLogs: 16})
+		HeartbeatTimeout: 500 * time.Millisecond, ApplyTimeout: 3 * time.Second, TrailingLogs: 16, LogOutput: raftLog(i)})
 	if err != nil {
 		tc.t.Fatal(err)
 	}
 	tc.nodes[i], tc.faults[i], tc.addrs[i] = nd, f, nd.RaftAddr()
 }
+
+// raftLog sends raft's log to stderr when KMSD_RAFT_LOG is set (debugging).
+func raftLog(i int) io.Writer {
+	if os.Getenv("KMSD_RAFT_LOG") == "" {
+		return nil
+	}
+	return prefixWriter{fmt.Sprintf("[n%d] ", i)}
+}
+
+type prefixWriter struct{ p string }
+
+func (w prefixWriter) Write(b []byte) (int, error) { return os.Stderr.Write(append([]byte(w.p), b...)) }
 
 // leader polls until exactly one live node leads, and returns its index.
 func (tc *testCluster) leader(except ...int) int {

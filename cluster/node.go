@@ -100,11 +100,6 @@ func New(cfg Config) (*Node, error) {
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = logger
 	rc.SnapshotThreshold = 8192
-	// raft 1.7's pre-vote can leave every node a Candidate at a frozen term
-	// after the leader is cut off under CPU load (reproduced by
-	// TestPartitionAndHeal under -race with parallel packages: 2 runs in 6
-	// never elected a leader in 45 s). Plain elections converge.
-	rc.PreVoteDisabled = true
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}

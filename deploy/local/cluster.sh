@@ -65,6 +65,17 @@ up() {
     wait_ready "$api" "$pid" || { cat "$dir/node$i.log" >&2; die "node$i did not become ready"; }
     [ "$i" = 1 ] && cp "$dir/node1/credentials" "$dir/credentials"
   done
+  # Ready also means every node holds the final membership: a node that
+  # lags behind a join would reject votes from members it does not know.
+  while read -r id pid api; do
+    local seen=0
+    for _ in $(seq 1 300); do
+      seen=$("$BIN" cluster status --endpoint "$api" --credentials "$dir/credentials" 2>/dev/null | grep -c '^node[0-9]' || true)
+      [ "$seen" = "$n" ] && break
+      sleep 0.1
+    done
+    [ "$seen" = "$n" ] || die "$id sees $seen of $n members"
+  done <"$dir/nodes"
   echo "cluster.sh: $n nodes ready; credentials: $dir/credentials" >&2
   cat "$dir/nodes"
 }
