@@ -1,18 +1,12 @@
 package kmsplugin
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	kmsapi "k8s.io/kms/apis/v2"
+
+	"github.com/kmsd/kmsd/internal/kmsdproc"
 )
 
 // TestPluginAgainstKmsd builds bin/kmsd, serves it from a temporary data
@@ -166,87 +162,10 @@ func newTestKMSClient(t *testing.T, url, credsFile string) *kms.Client {
 	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(url) })
 }
 
-var servingRE = regexp.MustCompile(`serving the AWS KMS API on (http://\S+)`)
-
-// newTestKmsd builds kmsd, starts `kmsd serve` on 127.0.0.1:0 from a
-// temporary data dir (it makes its own SoftHSM2 token) and returns its URL
-// and credentials file; it is stopped when the test ends. The test is
-// skipped if kmsd cannot be built or does not come up (no SoftHSM2), unless
-// KMSD_REQUIRE_HSM is set.
+// newTestKmsd builds and starts a real kmsd (internal/kmsdproc) and
+// returns its URL and credentials file.
 func newTestKmsd(t *testing.T) (url, credsFile string) {
 	t.Helper()
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "kmsd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kmsd/kmsd/cmd/kmsd").CombinedOutput(); err != nil {
-		t.Skipf("cannot build kmsd: %v\n%s", err, out)
-	}
-	dataDir := filepath.Join(tmp, "data")
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF=")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			logs.Write(append(sc.Bytes(), '\n'))
-			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case urls <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	fail := t.Skipf
-	if os.Getenv("KMSD_REQUIRE_HSM") != "" {
-		fail = t.Fatalf
-	}
-	select {
-	case url = <-urls:
-		return url, filepath.Join(dataDir, "credentials")
-	case <-exited:
-		fail("kmsd exited before serving:\n%s", logs.String())
-	case <-time.After(60 * time.Second):
-		fail("kmsd did not start serving within 60s:\n%s", logs.String())
-	}
-	return "", ""
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writers and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	return kmsdproc.Start(t, kmsdproc.Build(t), dataDir), filepath.Join(dataDir, "credentials")
 }

@@ -1,23 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kmsd/kmsd/bench"
+	"github.com/kmsd/kmsd/internal/kmsdproc"
 )
 
 func runKmsbench(t *testing.T, args ...string) (int, string, string) {
@@ -143,12 +137,8 @@ func TestRunKmsd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts kmsd")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "kmsd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kmsd/kmsd/cmd/kmsd").CombinedOutput(); err != nil {
-		t.Skipf("cannot build kmsd, not benching a real node: %v\n%s", err, out)
-	}
-	url, dataDir := startKmsd(t, bin, filepath.Join(tmp, "data"))
+	dataDir := filepath.Join(t.TempDir(), "data")
+	url := kmsdproc.Start(t, kmsdproc.Build(t), dataDir)
 
 	code, out, errOut := runKmsbench(t, "--endpoint", url, "--credentials", filepath.Join(dataDir, "credentials"),
 		"--mix", "gdk=1,decrypt=1", "--duration", "1s", "--warmup", "200ms", "--concurrency", "8",
@@ -161,81 +151,4 @@ func TestRunKmsd(t *testing.T) {
 		t.Fatalf("requests %d, errors %d %v\n%s", rep.Requests, rep.Errors, rep.ErrorsByCode, errOut)
 	}
 	t.Logf("kmsd: %.0f req/s, p50 %d µs, p99 %d µs over %d requests", rep.Throughput, rep.Latency.P50, rep.Latency.P99, rep.Requests)
-}
-
-var servingRE = regexp.MustCompile(`serving the AWS KMS API on (http://\S+)`)
-
-// startKmsd starts bin serve on 127.0.0.1:0 and returns its URL once it
-// says it is serving; the process is stopped when the test ends. It skips
-// the test if the node does not come up (no SoftHSM2, for instance) unless
-// KMSD_REQUIRE_HSM is set.
-func startKmsd(t *testing.T, bin, dataDir string) (string, string) {
-	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			logs.Write(append(sc.Bytes(), '\n'))
-			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case urls <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	fail := t.Skipf
-	if os.Getenv("KMSD_REQUIRE_HSM") != "" {
-		fail = t.Fatalf
-	}
-	select {
-	case url := <-urls:
-		return url, dataDir
-	case <-exited:
-		fail("kmsd exited before serving:\n%s", logs.String())
-	case <-time.After(60 * time.Second):
-		fail("kmsd did not start serving within 60s:\n%s", logs.String())
-	}
-	return "", ""
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writers and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
