@@ -65,17 +65,26 @@ func opCreateAlias(s *Server, r *request) (any, error) {
 	}
 	now := s.cfg.Now().UnixNano()
 	_, err = s.apply(r.ctx, &cluster.CreateAlias{Alias: cluster.Alias{Name: name, TargetKeyID: k.ID, Created: now, Updated: now}})
-	switch {
-	case errors.Is(err, cluster.ErrAliasExists):
-		return nil, apiErr(errAlreadyExists, "An alias with the name %s already exists", s.aliasArn(name))
-	case errors.Is(err, cluster.ErrLimitExceeded):
-		return nil, apiErr(errLimitExceeded, "A KMS key can have at most %d aliases.", cluster.MaxAliasesKey)
-	case errors.Is(err, cluster.ErrInvalidState):
-		return nil, apiErr(errInvalidState, "%s is pending deletion.", k.Arn)
-	case err != nil:
-		return nil, err
+	if err != nil {
+		return nil, s.aliasApplyError(err, name, k)
 	}
 	return struct{}{}, nil
+}
+
+// aliasApplyError turns the FSM's refusal of an alias change into AWS's
+// error for it.
+func (s *Server) aliasApplyError(err error, name string, target *cluster.Key) error {
+	switch {
+	case errors.Is(err, cluster.ErrAliasExists):
+		return apiErr(errAlreadyExists, "An alias with the name %s already exists", s.aliasArn(name))
+	case errors.Is(err, cluster.ErrAliasNotFound):
+		return apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
+	case errors.Is(err, cluster.ErrLimitExceeded):
+		return apiErr(errLimitExceeded, "A KMS key can have at most %d aliases.", cluster.MaxAliasesKey)
+	case errors.Is(err, cluster.ErrInvalidState) && target != nil:
+		return apiErr(errInvalidState, "%s is pending deletion.", target.Arn)
+	}
+	return err
 }
 
 func opUpdateAlias(s *Server, r *request) (any, error) {
@@ -99,15 +108,8 @@ func opUpdateAlias(s *Server, r *request) (any, error) {
 		return nil, apiErr(errValidation, "The new target key must have the same key type and key usage as the current one.")
 	}
 	_, err = s.apply(r.ctx, &cluster.UpdateAlias{Name: name, TargetKeyID: k.ID, Updated: s.cfg.Now().UnixNano()})
-	switch {
-	case errors.Is(err, cluster.ErrAliasNotFound):
-		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
-	case errors.Is(err, cluster.ErrLimitExceeded):
-		return nil, apiErr(errLimitExceeded, "A KMS key can have at most %d aliases.", cluster.MaxAliasesKey)
-	case errors.Is(err, cluster.ErrInvalidState):
-		return nil, apiErr(errInvalidState, "%s is pending deletion.", k.Arn)
-	case err != nil:
-		return nil, err
+	if err != nil {
+		return nil, s.aliasApplyError(err, name, k)
 	}
 	return struct{}{}, nil
 }
@@ -121,12 +123,8 @@ func opDeleteAlias(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.apply(r.ctx, &cluster.DeleteAlias{Name: name})
-	if errors.Is(err, cluster.ErrAliasNotFound) {
-		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
-	}
-	if err != nil {
-		return nil, err
+	if _, err = s.apply(r.ctx, &cluster.DeleteAlias{Name: name}); err != nil {
+		return nil, s.aliasApplyError(err, name, nil)
 	}
 	return struct{}{}, nil
 }
