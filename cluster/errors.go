@@ -15,6 +15,8 @@ var (
 	ErrUnknownCommand = errors.New("cluster: unknown command type")
 	ErrCredExists     = errors.New("cluster: access key already exists")
 	ErrInvalidState   = errors.New("cluster: invalid key state for this change")
+	ErrGrantNotFound  = errors.New("cluster: grant not found")
+	ErrCredNotFound   = errors.New("cluster: access key not found")
 )
 
 // errorCodes names the sentinels that cross the wire when a follower
@@ -24,6 +26,7 @@ var errorCodes = map[string]error{
 	"KeyExists": ErrKeyExists, "KeyNotFound": ErrKeyNotFound, "AliasExists": ErrAliasExists,
 	"AliasNotFound": ErrAliasNotFound, "LimitExceeded": ErrLimitExceeded, "BadCommand": ErrBadCommand,
 	"UnknownCommand": ErrUnknownCommand, "CredExists": ErrCredExists, "InvalidState": ErrInvalidState,
+	"GrantNotFound": ErrGrantNotFound, "CredNotFound": ErrCredNotFound,
 }
 
 // ErrorCode names the sentinel err wraps, or "" for any other error.

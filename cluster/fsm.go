@@ -196,6 +196,7 @@ func (s *state) apply(c Command) any {
 				delete(s.aliases, name)
 			}
 		}
+		delete(s.grants, c.KeyID)
 		return nil
 	case *UpdateDescription:
 		return s.updateKey(c.KeyID, func(k *Key) error {
@@ -288,6 +289,9 @@ func (s *state) apply(c Command) any {
 			k.Materials = append(k.Materials, m)
 			return nil
 		})
+	}
+	if resp, ok := s.applyAccess(c); ok {
+		return resp
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)
 }

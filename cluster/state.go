@@ -135,6 +135,8 @@ type snapshotState struct {
 	Credentials []*Credential
 	Meta        map[string][]byte
 	Members     []*Member
+	Grants      []*Grant
+	Principals  []*Principal
 }
 
 // state is the FSM's data. All access goes through mu.
@@ -146,16 +148,21 @@ type state struct {
 	creds   map[string]*Credential
 	meta    map[string][]byte
 	members map[string]*Member
-	applied uint64
+	// grants by key id, then grant id; principals by ARN.
+	grants     map[string]map[string]*Grant
+	principals map[string]*Principal
+	applied    uint64
 }
 
 func newState() *state {
 	return &state{
-		keys:    map[string]*Key{},
-		aliases: map[string]*Alias{},
-		creds:   map[string]*Credential{},
-		meta:    map[string][]byte{},
-		members: map[string]*Member{},
+		keys:       map[string]*Key{},
+		aliases:    map[string]*Alias{},
+		creds:      map[string]*Credential{},
+		meta:       map[string][]byte{},
+		members:    map[string]*Member{},
+		grants:     map[string]map[string]*Grant{},
+		principals: map[string]*Principal{},
 	}
 }
 
@@ -205,6 +212,21 @@ func (s *state) toSnapshot() *snapshotState {
 		ss.Members = append(ss.Members, m)
 	}
 	sort.Slice(ss.Members, func(i, j int) bool { return ss.Members[i].ID < ss.Members[j].ID })
+	for _, byKey := range s.grants {
+		for _, g := range byKey {
+			ss.Grants = append(ss.Grants, g)
+		}
+	}
+	sort.Slice(ss.Grants, func(i, j int) bool {
+		if ss.Grants[i].KeyID != ss.Grants[j].KeyID {
+			return ss.Grants[i].KeyID < ss.Grants[j].KeyID
+		}
+		return ss.Grants[i].ID < ss.Grants[j].ID
+	})
+	for _, p := range s.principals {
+		ss.Principals = append(ss.Principals, p)
+	}
+	sort.Slice(ss.Principals, func(i, j int) bool { return ss.Principals[i].Arn < ss.Principals[j].Arn })
 	return ss
 }
 
@@ -236,7 +258,22 @@ func (s *state) restore(ss *snapshotState) {
 			n.members[m.ID] = m
 		}
 	}
+	for _, g := range ss.Grants {
+		if g == nil || g.ID == "" || g.KeyID == "" {
+			continue
+		}
+		if n.grants[g.KeyID] == nil {
+			n.grants[g.KeyID] = map[string]*Grant{}
+		}
+		n.grants[g.KeyID][g.ID] = g
+	}
+	for _, p := range ss.Principals {
+		if p != nil && p.Arn != "" {
+			n.principals[p.Arn] = p
+		}
+	}
 	s.mu.Lock()
 	s.keys, s.keyIDs, s.aliases, s.creds, s.meta, s.members = n.keys, n.keyIDs, n.aliases, n.creds, n.meta, n.members
+	s.grants, s.principals = n.grants, n.principals
 	s.mu.Unlock()
 }
