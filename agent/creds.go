@@ -64,12 +64,25 @@ func (c *credCache) lookup(akid string) ([]byte, bool) {
 	return sec, true
 }
 
+// principal returns the principal of an access key that exists now; a
+// deleted key's cached secret is dropped.
 func (c *credCache) principal(akid string) (string, bool) {
 	cred, ok := c.s.node.Credential(akid)
 	if !ok {
+		c.forget(akid)
 		return "", false
 	}
 	return cred.Principal, true
+}
+
+// forget drops a cached secret.
+func (c *credCache) forget(akid string) {
+	c.mu.Lock()
+	if sec, ok := c.secrets[akid]; ok {
+		clear(sec)
+		delete(c.secrets, akid)
+	}
+	c.mu.Unlock()
 }
 
 func credAAD(akid string) []byte { return []byte("kmsd/access-key/v1/" + akid) }

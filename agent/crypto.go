@@ -58,7 +58,11 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 // open decrypts a ciphertext blob. want, when non-nil, is the key the
 // caller named: a blob of another key is IncorrectKeyException. Every
 // malformed or unauthentic blob is InvalidCiphertextException.
-func (s *Server) open(ctx context.Context, op string, b []byte, ectx map[string]string, want *cluster.Key) (*cluster.Key, []byte, cluster.Material, error) {
+//
+// The caller of the blob's key is authorized with a (action defaults to
+// the operation) once the key is known.
+func (s *Server) open(r *request, a authReq, b []byte, ectx map[string]string, want *cluster.Key) (*cluster.Key, []byte, cluster.Material, error) {
+	ctx, op := r.ctx, r.op
 	p, err := parseBlob(b)
 	if err != nil {
 		return nil, nil, cluster.Material{}, invalidCiphertext
@@ -70,6 +74,13 @@ func (s *Server) open(ctx context.Context, op string, b []byte, ectx map[string]
 	k, ok := s.node.Key(p.keyID)
 	if !ok {
 		return nil, nil, cluster.Material{}, invalidCiphertext
+	}
+	if a.action == "" {
+		a.action = op
+	}
+	a.key = k
+	if err := s.authorize(r, a); err != nil {
+		return nil, nil, cluster.Material{}, err
 	}
 	if err := s.checkKeyState(op, k); err != nil {
 		return nil, nil, cluster.Material{}, err

@@ -27,6 +27,22 @@ func (s *Server) parseArn(arn string) (resource string, ours, ok bool) {
 	return parts[5], ours, true
 }
 
+// keyFor resolves id like resolveKey and remembers on r the alias it
+// named (for kms:RequestAlias).
+func (s *Server) keyFor(r *request, id string, allowAlias bool) (*cluster.Key, error) {
+	k, err := s.resolveKey(id, allowAlias)
+	if err == nil && allowAlias {
+		if name, ok := strings.CutPrefix(id, "arn:"); ok {
+			if i := strings.Index(name, ":"+aliasPrefix); i >= 0 {
+				r.alias = name[i+1:]
+			}
+		} else if strings.HasPrefix(id, aliasPrefix) {
+			r.alias = id
+		}
+	}
+	return k, err
+}
+
 // resolveKey finds the key named by id: a key id, key ARN, alias name or
 // alias ARN (the last two only when allowAlias). The error is AWS's
 // NotFoundException in every case AWS gives it.

@@ -32,6 +32,14 @@ var operations = map[string]opFunc{
 	"ListKeyRotations":                opListKeyRotations,
 	"ReEncrypt":                       opReEncrypt,
 	"GetKeyLastUsage":                 opGetKeyLastUsage,
+	"GetKeyPolicy":                    opGetKeyPolicy,
+	"PutKeyPolicy":                    opPutKeyPolicy,
+	"ListKeyPolicies":                 opListKeyPolicies,
+	"CreateGrant":                     opCreateGrant,
+	"ListGrants":                      opListGrants,
+	"ListRetirableGrants":             opListRetirableGrants,
+	"RetireGrant":                     opRetireGrant,
+	"RevokeGrant":                     opRevokeGrant,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

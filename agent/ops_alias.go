@@ -32,8 +32,10 @@ func checkAliasName(name *string, field string) (string, error) {
 	return n, nil
 }
 
-// aliasTarget resolves a TargetKeyId: key id or key ARN only.
-func (s *Server) aliasTarget(op string, id *string) (*cluster.Key, error) {
+// aliasTarget resolves a TargetKeyId (key id or key ARN only) and
+// authorizes the caller for op on the key and on the alias name.
+func (s *Server) aliasTarget(r *request, name string, id *string) (*cluster.Key, error) {
+	op := r.op
 	if id == nil {
 		return nil, validationRequired("targetKeyId")
 	}
@@ -44,10 +46,23 @@ func (s *Server) aliasTarget(op string, id *string) (*cluster.Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorizeAlias(r, name, k); err != nil {
+		return nil, err
+	}
 	if err := s.checkKeyState(op, k); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// authorizeAlias checks an alias operation as AWS does: permission on the
+// key (its key policy) and on the alias (identity policy; the account root
+// has it).
+func (s *Server) authorizeAlias(r *request, name string, k *cluster.Key) error {
+	if err := s.authorize(r, authReq{action: r.op, key: k}); err != nil {
+		return err
+	}
+	return s.authorize(r, authReq{action: r.op, resource: s.aliasArn(name)})
 }
 
 func opCreateAlias(s *Server, r *request) (any, error) {
@@ -59,7 +74,7 @@ func opCreateAlias(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.aliasTarget(r.op, in.TargetKeyId)
+	k, err := s.aliasTarget(r, name, in.TargetKeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +115,12 @@ func opUpdateAlias(s *Server, r *request) (any, error) {
 	if !ok {
 		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
 	}
-	k, err := s.aliasTarget(r.op, in.TargetKeyId)
+	if old, ok := s.node.Key(cur.TargetKeyID); ok {
+		if err := s.authorize(r, authReq{action: r.op, key: old}); err != nil {
+			return nil, err
+		}
+	}
+	k, err := s.aliasTarget(r, name, in.TargetKeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +143,15 @@ func opDeleteAlias(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	cur, ok := s.node.Alias(name)
+	if !ok {
+		return nil, apiErr(errNotFound, "Alias %s is not found.", s.aliasArn(name))
+	}
+	if k, ok := s.node.Key(cur.TargetKeyID); ok {
+		if err := s.authorizeAlias(r, name, k); err != nil {
+			return nil, err
+		}
+	}
 	if _, err = s.apply(r.ctx, &cluster.DeleteAlias{Name: name}); err != nil {
 		return nil, s.aliasApplyError(err, name, nil)
 	}
@@ -136,6 +165,9 @@ func opListAliases(s *Server, r *request) (any, error) {
 	}
 	limit, err := pageLimit(in.Limit)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, authReq{action: r.op}); err != nil {
 		return nil, err
 	}
 	keyID := ""

@@ -8,17 +8,25 @@ import (
 
 var dryRunOK = &APIError{Type: errDryRun, Status: 400, Message: "The request would have succeeded, but the DryRun option is set."}
 
-// cryptoKey resolves the key of a symmetric crypto operation and checks its
-// state and usage.
-func (s *Server) cryptoKey(op string, id *string) (*cluster.Key, error) {
+// cryptoKey resolves the key of a symmetric crypto operation, authorizes
+// a (its action defaults to the operation) and checks the key's state and
+// usage.
+func (s *Server) cryptoKey(r *request, id *string, a authReq) (*cluster.Key, error) {
 	if id == nil {
 		return nil, validationRequired("keyId")
 	}
-	k, err := s.resolveKey(*id, true)
+	k, err := s.keyFor(r, *id, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkKeyState(op, k); err != nil {
+	if a.action == "" {
+		a.action = r.op
+	}
+	a.key = k
+	if err := s.authorize(r, a); err != nil {
+		return nil, err
+	}
+	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
 	if k.KeyUsage != usageEncryptDecrypt || k.KeySpec != specSymmetricDefault {
@@ -56,7 +64,7 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if err := checkContext(in.EncryptionContext); err != nil {
 		return nil, err
 	}
-	k, err := s.cryptoKey(r.op, in.KeyId)
+	k, err := s.cryptoKey(r, in.KeyId, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens})
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +104,7 @@ func opDecrypt(s *Server, r *request) (any, error) {
 	}
 	var want *cluster.Key
 	if in.KeyId != nil {
-		k, err := s.cryptoKey(r.op, in.KeyId)
+		k, err := s.keyFor(r, *in.KeyId, true)
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +116,7 @@ func opDecrypt(s *Server, r *request) (any, error) {
 		}
 		return nil, dryRunOK
 	}
-	k, pt, m, err := s.open(r.ctx, r.op, in.CiphertextBlob, in.EncryptionContext, want)
+	k, pt, m, err := s.open(r, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens}, in.CiphertextBlob, in.EncryptionContext, want)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +160,7 @@ func (s *Server) generateDataKey(r *request, withPlaintext bool) (any, error) {
 	if in.Recipient != nil {
 		return nil, apiErr(errUnsupported, "Recipient (Nitro Enclaves attestation) is not supported by kmsd.")
 	}
-	k, err := s.cryptoKey(r.op, in.KeyId)
+	k, err := s.cryptoKey(r, in.KeyId, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens})
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +209,9 @@ func opGenerateRandom(s *Server, r *request) (any, error) {
 	}
 	if in.NumberOfBytes == nil {
 		return nil, validationRequired("numberOfBytes")
+	}
+	if err := s.authorize(r, authReq{action: r.op}); err != nil {
+		return nil, err
 	}
 	if n := *in.NumberOfBytes; n < 1 || n > maxDataKeySize {
 		return nil, validationRange("numberOfBytes", n, 1, maxDataKeySize)

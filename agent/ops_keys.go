@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"unicode"
@@ -93,9 +92,14 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	policy := s.defaultPolicy()
+	if err := s.authorize(r, authReq{action: r.op, conds: map[string][]string{
+		"kms:keyspec": {spec}, "kms:keyusage": {usage}, "kms:keyorigin": {origin}}}); err != nil {
+		return nil, err
+	}
+	id := uuid.NewString()
+	policy := s.defaultPolicyText
 	if in.Policy != nil {
-		if err := checkPolicy(*in.Policy); err != nil {
+		if err := s.checkKeyPolicy(r, *in.Policy, s.keyArn(id), in.BypassPolicyLockoutSafetyCheck); err != nil {
 			return nil, err
 		}
 		policy = *in.Policy
@@ -105,7 +109,6 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := uuid.NewString()
 	now := s.cfg.Now().UnixNano()
 	k := &cluster.Key{
 		ID: id, Arn: s.keyArn(id), AccountID: s.cfg.AccountID, Created: now,
@@ -162,20 +165,6 @@ func (s *Server) defaultPolicy() string {
 }`
 }
 
-func checkPolicy(p string) error {
-	if len(p) == 0 || len(p) > maxPolicyBytes {
-		return apiErr(errMalformedPolicy, "The key policy must be between 1 and %d bytes.", maxPolicyBytes)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(p), &doc); err != nil {
-		return apiErr(errMalformedPolicy, "The key policy is not valid JSON.")
-	}
-	if _, ok := doc["Statement"]; !ok {
-		return apiErr(errMalformedPolicy, "The key policy has no Statement.")
-	}
-	return nil
-}
-
 func checkTags(in []tagWire) ([]cluster.Tag, error) {
 	if len(in) > cluster.MaxTagsPerKey {
 		return nil, apiErr(errTag, "Too many tags: a KMS key can have at most %d tags.", cluster.MaxTagsPerKey)
@@ -224,8 +213,11 @@ func opDescribeKey(s *Server, r *request) (any, error) {
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, err
 	}
-	k, err := s.resolveKey(*in.KeyId, true)
+	k, err := s.keyFor(r, *in.KeyId, true)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, authReq{action: r.op, key: k, grantTokens: in.GrantTokens}); err != nil {
 		return nil, err
 	}
 	return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
@@ -249,6 +241,9 @@ func opListKeys(s *Server, r *request) (any, error) {
 	}
 	limit, err := pageLimit(in.Limit)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, authReq{action: r.op}); err != nil {
 		return nil, err
 	}
 	after := ""

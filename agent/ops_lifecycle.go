@@ -13,13 +13,17 @@ import (
 const day = 24 * time.Hour
 
 // managedKey resolves the key of a management operation (key id or key
-// ARN only, as AWS) and checks the key-state table for op.
-func (s *Server) managedKey(op string, id *string) (*cluster.Key, error) {
+// ARN only, as AWS), authorizes the caller for op and checks the key-state
+// table for op.
+func (s *Server) managedKey(r *request, op string, id *string) (*cluster.Key, error) {
 	if id == nil {
 		return nil, validationRequired("keyId")
 	}
 	k, err := s.resolveKey(*id, false)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, authReq{action: op, key: k}); err != nil {
 		return nil, err
 	}
 	if err := s.checkKeyState(op, k); err != nil {
@@ -54,7 +58,7 @@ func (s *Server) setEnabled(r *request, enabled bool) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +83,7 @@ func opScheduleKeyDeletion(s *Server, r *request) (any, error) {
 			return nil, validationRange("pendingWindowInDays", days, 7, 30)
 		}
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +99,7 @@ func opCancelKeyDeletion(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +120,7 @@ func opUpdateKeyDescription(s *Server, r *request) (any, error) {
 	if utf8.RuneCountInString(*in.Description) > maxDescription {
 		return nil, validationLength("description", 0, maxDescription)
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func opTagResource(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +172,7 @@ func opUntagResource(s *Server, r *request) (any, error) {
 			return nil, apiErr(errTag, "Tags beginning with aws: are reserved")
 		}
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +191,7 @@ func opListResourceTags(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.managedKey(r.op, in.KeyId)
+	k, err := s.managedKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}

@@ -34,13 +34,13 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 	}
 	var want *cluster.Key
 	if in.SourceKeyId != nil {
-		k, err := s.cryptoKey(r.op, in.SourceKeyId)
+		k, err := s.keyFor(r, *in.SourceKeyId, true)
 		if err != nil {
 			return nil, err
 		}
 		want = k
 	}
-	dst, err := s.cryptoKey(r.op, in.DestinationKeyId)
+	dst, err := s.cryptoKey(r, in.DestinationKeyId, authReq{action: "ReEncryptTo", ec: in.DestinationEncryptionContext, ecOp: true, grantTokens: in.GrantTokens})
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 		}
 		return nil, dryRunOK
 	}
-	src, pt, sm, err := s.open(r.ctx, r.op, in.CiphertextBlob, in.SourceEncryptionContext, want)
+	src, pt, sm, err := s.open(r, authReq{action: "ReEncryptFrom", ec: in.SourceEncryptionContext, ecOp: true, grantTokens: in.GrantTokens}, in.CiphertextBlob, in.SourceEncryptionContext, want)
 	if err != nil {
 		return nil, err
 	}

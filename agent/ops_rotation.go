@@ -16,8 +16,8 @@ const (
 
 // rotatableKey resolves a key for a rotation operation: [7] for keys whose
 // material kmsd cannot rotate (imported, custom key store, not symmetric).
-func (s *Server) rotatableKey(op string, id *string) (*cluster.Key, error) {
-	k, err := s.managedKey(op, id)
+func (s *Server) rotatableKey(r *request, op string, id *string) (*cluster.Key, error) {
+	k, err := s.managedKey(r, op, id)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +42,7 @@ func opEnableKeyRotation(s *Server, r *request) (any, error) {
 			return nil, validationRange("rotationPeriodInDays", days, minRotationDays, maxRotationDays)
 		}
 	}
-	k, err := s.rotatableKey(r.op, in.KeyId)
+	k, err := s.rotatableKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func opDisableKeyRotation(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	k, err := s.rotatableKey(r.op, in.KeyId)
+	k, err := s.rotatableKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +80,9 @@ func opGetKeyRotationStatus(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorize(r, authReq{action: r.op, key: k}); err != nil {
+		return nil, err
+	}
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
@@ -99,7 +102,7 @@ func opRotateKeyOnDemand(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	k, err := s.rotatableKey(r.op, in.KeyId)
+	k, err := s.rotatableKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +143,7 @@ func opListKeyRotations(s *Server, r *request) (any, error) {
 			return nil, validationEnum("includeKeyMaterial", *in.IncludeKeyMaterial, "ALL_KEY_MATERIAL, ROTATIONS_ONLY")
 		}
 	}
-	k, err := s.rotatableKey(r.op, in.KeyId)
+	k, err := s.rotatableKey(r, r.op, in.KeyId)
 	if err != nil {
 		return nil, err
 	}

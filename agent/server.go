@@ -112,6 +112,10 @@ type Server struct {
 	quota     *quota.Limiter // nil = no quotas
 	keyCache  *cache.Cache
 	metrics   *metrics
+	authz     authCache
+	// defaultPolicyText is the default key policy of this account; keys
+	// with it skip policy evaluation for the account root.
+	defaultPolicyText string
 	http      *fasthttp.Server
 
 	readyMu sync.Mutex
@@ -131,6 +135,12 @@ type request struct {
 	body      []byte
 	principal string
 	akid      string
+	// sourceIP is the caller's address (aws:SourceIp); viaService the
+	// service its credential acts for (kms:ViaService), if any; alias the
+	// alias the request named its key by (kms:RequestAlias).
+	sourceIP   string
+	viaService string
+	alias      string
 }
 
 // New makes a Server. Call Init before serving.
@@ -183,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.Node.OnKeyChange(s.keyCache.Purge)
 	s.metrics = newMetrics(s)
 	s.creds.init(s)
+	s.defaultPolicyText = s.defaultPolicy()
 	s.usage = newUsageTracker(cfg.Now())
 	// SigV4 checks skew against the wall clock, as AWS does; cfg.Now is the
 	// clock of schedules (rotation, deletion) and timestamps.
@@ -312,6 +323,10 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	r := &request{ctx: rctx, id: reqID, at: s.cfg.Now(), op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
+	r.sourceIP = ctx.RemoteIP().String()
+	if p, ok := s.node.Principal(principal); ok {
+		r.viaService = p.ViaService
+	}
 	// The body may carry plaintext (Encrypt): zero fasthttp's copy when done.
 	defer clear(ctx.Request.Body())
 	out, err := fn(s, r)

@@ -52,8 +52,11 @@ func opGetKeyLastUsage(s *Server, r *request) (any, error) {
 	if in.KeyId == nil {
 		return nil, validationRequired("keyId")
 	}
-	k, err := s.resolveKey(*in.KeyId, true)
+	k, err := s.keyFor(r, *in.KeyId, true)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, authReq{action: r.op, key: k}); err != nil {
 		return nil, err
 	}
 	out := &getKeyLastUsageResponse{KeyId: k.Arn, TrackingStartDate: epochOf(s.usage.start), KeyCreationDate: epoch(k.Created)}

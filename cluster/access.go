@@ -63,7 +63,11 @@ func sortedCopy(s []string) []string {
 type Principal struct {
 	Arn     string
 	Policy  string // IAM policy JSON; "" = no identity permissions
-	Created int64
+	// ViaService, when set, is the AWS service this principal's calls are
+	// made through (the kms:ViaService condition key), e.g.
+	// "s3.us-east-1.amazonaws.com".
+	ViaService string
+	Created    int64
 }
 
 // SetKeyPolicy replaces a key's policy.
