@@ -12,6 +12,7 @@ commands:
   serve     run a kmsd node (kmsd serve -h for flags)
   cluster   status | remove ID: administer a cluster through any node
   snapshot  save FILE | restore FILE: the replicated state (wrapped material only)
+  credentials  create | list | delete: access keys of principals (account root only)
   k8s-kms-plugin  serve the Kubernetes KMS v2 API on a unix socket (kmsd k8s-kms-plugin -h)
   healthcheck     GET a node's /healthz (/readyz with --ready); exit 0 on 200, 1 otherwise
   version   print the version
@@ -32,6 +33,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCluster(ctx, args[1:], stdout, stderr)
 	case "snapshot":
 		return runSnapshot(ctx, args[1:], stdout, stderr)
+	case "credentials":
+		return runCredentials(ctx, args[1:], stdout, stderr)
 	case "k8s-kms-plugin":
 		return runPlugin(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
