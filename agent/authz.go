@@ -55,7 +55,7 @@ type parsedPolicy struct {
 	aliases bool
 }
 
-func (c *authCache) get(m *map[string]*parsedPolicy, id, text string) *parsedPolicy {
+func (c *authCache) get(m *map[string]*parsedPolicy, id, text string, identity bool) *parsedPolicy {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if *m == nil {
@@ -64,7 +64,11 @@ func (c *authCache) get(m *map[string]*parsedPolicy, id, text string) *parsedPol
 	if p, ok := (*m)[id]; ok && p.text == text {
 		return p
 	}
-	pol, err := compilePolicy(text)
+	compile := compileKeyPolicy
+	if identity {
+		compile = compileIdentityPolicy
+	}
+	pol, err := compile(text)
 	if err != nil {
 		// A stored policy was checked when it was set; one that no longer
 		// parses (an older build's) allows nothing.
@@ -114,12 +118,13 @@ func (s *Server) authorize(r *request, a authReq) error {
 	identity := s.identityPolicy(r.principal)
 	conds := s.conditions(r, a, identity)
 
+	account := accountOf(r.principal)
 	// Identity policy: the root needs none; others have theirs or nothing.
 	idDecision := decisionAllow
 	if r.principal != root {
 		idDecision = decisionNone
 		if identity != nil {
-			idDecision = identity.pol.evaluate(r.principal, action, resource, conds)
+			idDecision, _ = identity.pol.check(r.principal, account, action, resource, conds)
 		}
 	}
 	if idDecision == decisionDeny {
@@ -132,29 +137,22 @@ func (s *Server) authorize(r *request, a authReq) error {
 		return s.denied(r, action, resource, "because no identity-based policy allows the "+action+" action")
 	}
 
-	kp := s.authz.get(&s.authz.keys, a.key.ID, a.key.Policy)
+	kp := s.authz.get(&s.authz.keys, a.key.ID, a.key.Policy, false)
 	if kp.aliases {
 		if _, ok := conds["kms:resourcealiases"]; !ok {
 			conds = withResourceAliases(s, a.key, conds)
 		}
 	}
-	kpDecision := kp.pol.evaluate(r.principal, action, resource, conds)
+	kpDecision, delegates := kp.pol.check(r.principal, account, action, resource, conds)
 	if kpDecision == decisionDeny {
 		return s.denied(r, action, resource, "with an explicit deny in a resource-based policy")
 	}
 	if kpDecision == decisionAllow {
 		return nil
 	}
-	if idDecision == decisionAllow && r.principal != root {
-		// The key policy may delegate to the account (its root).
-		switch kp.pol.evaluate(root, action, resource, conds) {
-		case decisionAllow:
-			if accountOf(r.principal) == s.cfg.AccountID {
-				return nil
-			}
-		case decisionDeny:
-			return s.denied(r, action, resource, "with an explicit deny in a resource-based policy")
-		}
+	// The key policy may delegate to the account's identity policies.
+	if delegates && idDecision == decisionAllow && account == s.cfg.AccountID {
+		return nil
 	}
 	if ok, err := s.grantAllows(r, a); err != nil {
 		return err
@@ -174,7 +172,7 @@ func (s *Server) identityPolicy(principal string) *parsedPolicy {
 	if !ok || p.Policy == "" {
 		return nil
 	}
-	return s.authz.get(&s.authz.ids, principal, p.Policy)
+	return s.authz.get(&s.authz.ids, principal, p.Policy, true)
 }
 
 // conditions builds the condition keys of a request (lower-case names).

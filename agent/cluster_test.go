@@ -327,3 +327,42 @@ func TestClusterMinorityRefusesWrites(t *testing.T) {
 	}
 	faults[2].Heal()
 }
+
+// TestClusterGrantTokenAtOnce: a grant made through one follower works on
+// another follower at once when the caller passes its grant token (the node
+// waits until it has applied the grant), and policies and principals are
+// replicated state.
+func TestClusterGrantTokenAtOnce(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	ctx := context.Background()
+	f1, f2 := nodes[1], nodes[2]
+	carolOn2 := func() *kms.Client { // carol's key, made through f1, used on f2
+		in := CreateCredentialRequest{Principal: "user/carol"}
+		var out CreateCredentialResponse
+		if err := CallCluster(ctx, f1.url, "us-east-1", f1.admin, "CreateCredential", in, &out); err != nil {
+			t.Fatal(err)
+		}
+		if err := f2.node.WaitApplied(ctx, f1.node.AppliedIndex()); err != nil {
+			t.Fatal(err)
+		}
+		return f2.newClient(out.AccessKeyID, out.SecretAccessKey)
+	}()
+	out, err := f1.client.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		ec := map[string]string{"n": fmt.Sprint(i)}
+		g, err := f1.client.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: out.KeyMetadata.KeyId,
+			GranteePrincipal: aws.String("arn:aws:iam::111122223333:user/carol"),
+			Operations:       []types.GrantOperation{types.GrantOperationGenerateDataKey},
+			Constraints:      &types.GrantConstraints{EncryptionContextSubset: ec}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := carolOn2.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: out.KeyMetadata.KeyId,
+			KeySpec: types.DataKeySpecAes256, EncryptionContext: ec, GrantTokens: []string{*g.GrantToken}}); err != nil {
+			t.Fatalf("grant %d not usable at once on another node: %v", i, err)
+		}
+	}
+}

@@ -96,11 +96,8 @@ func opCreateCredential(s *Server, r *request) (any, error) {
 		}
 		if in.Policy != nil {
 			if len(*in.Policy) > 0 {
-				if len(*in.Policy) > maxPolicyBytes {
-					return nil, apiErr(errMalformedPolicy, "The identity policy must be at most %d bytes.", maxPolicyBytes)
-				}
-				if _, err := compilePolicy(*in.Policy); err != nil {
-					return nil, apiErr(errMalformedPolicy, "%s", err.Error())
+				if _, err := compileIdentityPolicy(*in.Policy); err != nil {
+					return nil, policyAPIError(err)
 				}
 			}
 			p.Policy = *in.Policy

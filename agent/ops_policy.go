@@ -53,30 +53,27 @@ func checkPolicyName(n *string) error {
 // unless bypass, checks AWS's lockout safety rule: the caller must still be
 // allowed to call PutKeyPolicy on the key afterwards.
 func (s *Server) checkKeyPolicy(r *request, text, keyArn string, bypass bool) error {
-	if len(text) == 0 || len(text) > maxPolicyBytes {
-		return apiErr(errMalformedPolicy, "The key policy must be between 1 and %d bytes.", maxPolicyBytes)
-	}
-	pol, err := compilePolicy(text)
+	pol, err := compileKeyPolicy(text)
 	if err != nil {
-		return apiErr(errMalformedPolicy, "%s", err.Error())
+		return policyAPIError(err)
 	}
 	if bypass {
 		return nil
 	}
 	const action = "kms:PutKeyPolicy"
-	conds := map[string][]string{"aws:principalarn": {r.principal}, "kms:calleraccount": {accountOf(r.principal)}}
-	root := s.rootArn()
-	switch pol.evaluate(r.principal, action, keyArn, conds) {
-	case decisionAllow:
+	account := accountOf(r.principal)
+	conds := map[string][]string{"aws:principalarn": {r.principal}, "kms:calleraccount": {account}}
+	d, delegates := pol.check(r.principal, account, action, keyArn, conds)
+	switch {
+	case d == decisionAllow:
 		return nil
-	case decisionDeny:
+	case d == decisionDeny || !delegates:
 		return lockoutError
+	case r.principal == s.rootArn():
+		return nil
 	}
-	if pol.evaluate(root, action, keyArn, conds) == decisionAllow {
-		if r.principal == root {
-			return nil
-		}
-		if id := s.identityPolicy(r.principal); id != nil && id.pol.evaluate(r.principal, action, keyArn, conds) == decisionAllow {
+	if id := s.identityPolicy(r.principal); id != nil {
+		if d, _ := id.pol.check(r.principal, account, action, keyArn, conds); d == decisionAllow {
 			return nil
 		}
 	}
