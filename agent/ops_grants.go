@@ -240,10 +240,10 @@ func opCreateGrant(s *Server, r *request) (any, error) {
 		}
 	}
 	conds := map[string][]string{
-		"kms:grantoperations":         in.Operations,
-		"kms:granteeprincipal":        {*in.GranteePrincipal},
-		"kms:grantisforawsresource":   {"false"},
-		"kms:grantconstrainttype":     constraintType,
+		"kms:grantoperations":       in.Operations,
+		"kms:granteeprincipal":      {*in.GranteePrincipal},
+		"kms:grantisforawsresource": {"false"},
+		"kms:grantconstrainttype":   constraintType,
 	}
 	if retiring != "" {
 		conds["kms:retiringprincipal"] = []string{retiring}

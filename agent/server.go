@@ -116,7 +116,7 @@ type Server struct {
 	// defaultPolicyText is the default key policy of this account; keys
 	// with it skip policy evaluation for the account root.
 	defaultPolicyText string
-	http      *fasthttp.Server
+	http              *fasthttp.Server
 
 	readyMu sync.Mutex
 	ready   bool

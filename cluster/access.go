@@ -61,8 +61,8 @@ func sortedCopy(s []string) []string {
 // account root needs no record: it may do everything a key policy lets the
 // account do.
 type Principal struct {
-	Arn     string
-	Policy  string // IAM policy JSON; "" = no identity permissions
+	Arn    string
+	Policy string // IAM policy JSON; "" = no identity permissions
 	// ViaService, when set, is the AWS service this principal's calls are
 	// made through (the kms:ViaService condition key), e.g.
 	// "s3.us-east-1.amazonaws.com".
