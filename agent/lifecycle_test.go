@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -449,5 +450,8 @@ func TestThrottling(t *testing.T) {
 	// Management operations have their own buckets: DescribeKey still works.
 	if _, err := ts.client.ListKeys(context.Background(), &kms.ListKeysInput{}); err != nil {
 		t.Fatalf("ListKeys after symmetric throttling: %v", err)
+	}
+	if m := scrape(t, ts); !strings.Contains(m, fmt.Sprintf(`kmsd_quota_throttled_total{op="GenerateRandom"} %d`, throttled)) {
+		t.Fatalf("/metrics does not count %d throttles", throttled)
 	}
 }

@@ -19,6 +19,10 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // op
 	hsmTime  prometheus.Histogram
 	hsmErrs  *prometheus.CounterVec // code (CKR_... or "other")
+	// throttled counts ThrottlingException answers by operation; denied
+	// AccessDeniedException answers by operation.
+	throttled *prometheus.CounterVec
+	denied    *prometheus.CounterVec
 	handler  fasthttp.RequestHandler
 }
 
@@ -30,6 +34,12 @@ func newMetrics(s *Server) *metrics {
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "kmsd_request_seconds", Help: "API request latency inside the server, by operation.",
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+	}, []string{"op"})
+	m.throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmsd_quota_throttled_total", Help: "Requests refused with ThrottlingException, by operation.",
+	}, []string{"op"})
+	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmsd_access_denied_total", Help: "Requests refused with AccessDeniedException, by operation.",
 	}, []string{"op"})
 	m.hsmTime = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "kmsd_hsm_op_seconds", Help: "Time a PKCS#11 session was in use for one operation.",
@@ -76,6 +86,23 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { return float64(s.pool.Stats().Errors) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kmsd_raft_applied_index", Help: "Last raft index applied to this node's state."},
 			func() float64 { return float64(s.node.AppliedIndex()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kmsd_raft_leader", Help: "1 if this node is the raft leader, else 0."},
+			func() float64 {
+				if s.node.IsLeader() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kmsd_raft_members", Help: "Servers in the raft configuration this node holds."},
+			func() float64 {
+				servers, err := s.node.Servers()
+				if err != nil {
+					return 0
+				}
+				return float64(len(servers))
+			}),
+		newRaftStateCollector(s),
+		m.throttled, m.denied,
 	)
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
@@ -86,5 +113,28 @@ func (m *metrics) observe(op, code string, start time.Time) {
 		op = "unknown"
 	}
 	m.requests.WithLabelValues(op, code).Inc()
+	switch code {
+	case errThrottling:
+		m.throttled.WithLabelValues(op).Inc()
+	case errAccessDenied:
+		m.denied.WithLabelValues(op).Inc()
+	}
 	m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// raftStateCollector reports kmsd_raft_state{state="Leader|Follower|..."}
+// as 1 for this node's current role.
+type raftStateCollector struct {
+	s    *Server
+	desc *prometheus.Desc
+}
+
+func newRaftStateCollector(s *Server) *raftStateCollector {
+	return &raftStateCollector{s: s, desc: prometheus.NewDesc("kmsd_raft_state", "This node's raft role (1 for the current one).", []string{"state"}, nil)}
+}
+
+func (c *raftStateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *raftStateCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, c.s.node.RaftState())
 }

@@ -161,24 +161,37 @@ func TestMetrics(t *testing.T) {
 	id := ts.createKey(t)
 	ts.client.Encrypt(context.Background(), &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
 	ts.client.Encrypt(context.Background(), &kms.EncryptInput{KeyId: aws.String("alias/none"), Plaintext: []byte("x")})
-	resp, err := http.Get(ts.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	ts.principal(t, "user/nobody", "").Encrypt(context.Background(), &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
+	b := scrape(t, ts)
 	for _, want := range []string{
+		`kmsd_access_denied_total{op="Encrypt"} 1`, `kmsd_raft_state{state="Leader"} 1`, "kmsd_raft_leader 1",
+		"kmsd_raft_members 1", "kmsd_raft_applied_index",
 		`kmsd_requests_total{code="ok",op="Encrypt"} 1`,
 		`kmsd_requests_total{code="NotFoundException",op="Encrypt"} 1`,
 		`kmsd_requests_total{code="ok",op="CreateKey"} 1`,
 		"kmsd_batch_hsm_ops_total", "kmsd_hsm_sessions ", "kmsd_request_seconds_bucket",
 		"kmsd_hsm_op_seconds_count", "kmsd_decrypt_cache_hits_total",
 	} {
-		if !strings.Contains(string(b), want) {
+		if !strings.Contains(b, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if strings.Contains(string(b), ts.admin.Secret) {
+	if strings.Contains(b, ts.admin.Secret) {
 		t.Fatal("/metrics carries a secret")
 	}
+}
+
+// scrape returns the node's /metrics page.
+func scrape(t *testing.T, ts *testServer) string {
+	t.Helper()
+	resp, err := http.Get(ts.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

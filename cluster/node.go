@@ -504,3 +504,7 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
+
+// RaftState names this node's raft role: Leader, Follower, Candidate or
+// Shutdown.
+func (n *Node) RaftState() string { return n.raft.State().String() }
