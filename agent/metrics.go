@@ -23,7 +23,7 @@ type metrics struct {
 	// AccessDeniedException answers by operation.
 	throttled *prometheus.CounterVec
 	denied    *prometheus.CounterVec
-	handler  fasthttp.RequestHandler
+	handler   fasthttp.RequestHandler
 }
 
 func newMetrics(s *Server) *metrics {
