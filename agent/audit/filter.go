@@ -200,11 +200,7 @@ func filter(v []byte, n *node) (any, bool) {
 		if v[0] != '"' {
 			return nil, false
 		}
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return nil, false
-		}
-		return s, true
+		return unquote(v)
 	case kNumber:
 		if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
 			return nil, false
@@ -245,12 +241,12 @@ func filter(v []byte, n *node) (any, bool) {
 		}
 		out := map[string]any{}
 		eachMember(v, func(k, e []byte) {
-			var key string
-			if json.Unmarshal(k, &key) != nil {
+			key, ok := unquote(k)
+			if !ok {
 				return
 			}
 			if x, ok := filter(e, n.elem); ok {
-				out[key] = x
+				out[key.(string)] = x
 			}
 		})
 		return out, true
@@ -274,6 +270,25 @@ func filter(v []byte, n *node) (any, bool) {
 		return out, true
 	}
 	return nil, false
+}
+
+// unquote decodes the JSON string q (quotes included). Invalid UTF-8 is
+// kept as is here; the encoder replaces it when the record is written.
+func unquote(q []byte) (any, bool) {
+	if len(q) < 2 {
+		return nil, false
+	}
+	raw := q[1 : len(q)-1]
+	for _, c := range raw {
+		if c == '\\' {
+			var s string
+			if json.Unmarshal(q, &s) != nil {
+				return nil, false
+			}
+			return s, true
+		}
+	}
+	return string(raw), true
 }
 
 // lookup finds the allowlisted member whose quoted JSON name is k.
