@@ -1,0 +1,2 @@
+// Package audit writes kmsd audit log.
+package audit
