@@ -108,6 +108,7 @@ func TestParseAccepts(t *testing.T) {
 		{"action *", wrap(`{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}`)},
 		{"numbers and booleans in conditions", wrap(`{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"NumericLessThan":{"n":[1,2.5,-3e2]},"Bool":{"b":false}}}`)},
 		{"operator names case-insensitively", wrap(`{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"stringequalsifexists":{"k":"v"}}}`)},
+		{"DEL is in the API's pattern", wrap("{\"Sid\":\"a\x7fb\",\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"kms:*\",\"Resource\":\"*\"}")},
 		{"whitespace around the document", "\n\t " + wrap(okStmt) + "\r\n"},
 	}
 	for _, tt := range tests {
@@ -204,4 +205,33 @@ func TestPrincipalsAndElements(t *testing.T) {
 			{"no variable", alice, "kms:Decrypt", nil, "", NoMatch, false},
 		})
 	})
+}
+
+func TestAddEncryptionContext(t *testing.T) {
+	p := mustParse(t, wrap(`{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{
+  "StringEquals":{"kms:EncryptionContext:Dept":"IT"},"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["Dept","Project"]}}}`))
+	for _, tt := range []struct {
+		ec   map[string]string
+		want Decision
+	}{
+		{map[string]string{"Dept": "IT"}, Allow},
+		{map[string]string{"dept": "IT"}, NoMatch}, // key "dept" is not in the ForAllValues list
+		{map[string]string{"Dept": "IT", "Project": "Alpha"}, Allow},
+		{map[string]string{"Dept": "IT", "Stage": "x"}, NoMatch},
+		{map[string]string{}, NoMatch},
+		{nil, NoMatch},
+	} {
+		c := ctx{}
+		AddEncryptionContext(c, tt.ec)
+		if len(tt.ec) == 0 && len(c) != 0 {
+			t.Errorf("empty context added %v", c)
+		}
+		if got := p.Evaluate(&Request{Principal: alice, Action: "kms:Decrypt", Resource: keyARN, Context: c}); got != tt.want {
+			t.Errorf("%v: got %v, want %v", tt.ec, got, tt.want)
+		}
+	}
+	var nilPolicy *Policy
+	if got := nilPolicy.Check(&Request{Principal: root}); got != (Result{}) {
+		t.Errorf("nil policy: %+v", got)
+	}
 }

@@ -165,7 +165,7 @@ func checkWire(doc string) error {
 		return &Error{Code: CodeValidation, Message: prefix + "Member must have length less than or equal to 131072"}
 	}
 	for _, r := range doc {
-		if r == '\t' || r == '\n' || r == '\r' || (r >= 0x20 && r <= 0xFF && r != 0x7F) {
+		if r == '\t' || r == '\n' || r == '\r' || (r >= 0x20 && r <= 0xFF) {
 			continue
 		}
 		return &Error{Code: CodeValidation, Message: prefix + `Member must satisfy regular expression pattern: [\u0009\u000A\u000D\u0020-\u00FF]+`}
