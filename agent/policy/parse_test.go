@@ -34,6 +34,8 @@ func TestParseMalformed(t *testing.T) {
 		{"JSON array", `[` + okStmt + `]`, CodeMalformed, "not valid JSON"},
 		{"JSON null", `null`, CodeMalformed, "not valid JSON"},
 		{"trailing data", wrap(okStmt) + `{}`, CodeMalformed, "after the top-level object"},
+		{"trailing garbage", wrap(okStmt) + ` garbage`, CodeMalformed, "after the top-level object"},
+		{"trailing bracket", wrap(okStmt) + `]`, CodeMalformed, "after the top-level object"},
 		{"missing Statement", `{"Version":"2012-10-17"}`, CodeMalformed, "'Statement'"},
 		{"empty Statement", `{"Version":"2012-10-17","Statement":[]}`, CodeMalformed, "at least one statement"},
 		{"Statement is a string", `{"Version":"2012-10-17","Statement":"x"}`, CodeMalformed, "Statement must be"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -102,7 +103,7 @@ func parse(doc string, identity bool) (*Policy, error) {
 	if err := dec.Decode(&top); err != nil || top == nil {
 		return nil, malformed("The policy is not valid JSON: %s", jsonErr(err))
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, malformed("The policy is not valid JSON: unexpected data after the top-level object.")
 	}
 	p := &Policy{Version: "2008-10-17", identity: identity}
