@@ -266,7 +266,7 @@ func TestGuideConsoleKeyUserStatements(t *testing.T) {
   ],
   "Resource": "*"
 }`, `{
-  "Sid": "Allow use of the key",
+  "Sid": "Allow use of the key for signing",
   "Effect": "Allow",
   "Principal": {"AWS": "arn:aws:iam::111122223333:role/ExampleKeyUserRole"},
   "Action": [
@@ -698,7 +698,7 @@ func TestGuideAliases(t *testing.T) {
     }
   }
 }`, `{
-  "Sid": "Key policy using a request alias condition",
+  "Sid": "Key policy using a request alias pattern",
   "Effect": "Allow",
   "Principal": {
     "AWS": "arn:aws:iam::111122223333:role/alpha-developer"
@@ -742,7 +742,7 @@ func TestGuideAliases(t *testing.T) {
       }
     },
     {
-      "Sid": "AliasBasedIAMPolicy",
+      "Sid": "AliasBasedIAMPolicyTest",
       "Effect": "Allow",
       "Action": [
         "kms:EnableKey",
