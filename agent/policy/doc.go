@@ -10,7 +10,9 @@
 // anywhere wins; otherwise a request is allowed when the key policy allows
 // the caller directly, or allows its account and an identity policy allows
 // the caller. The account root itself is matched directly by an account
-// principal.
+// principal. A caller from another account than the key's needs both: the
+// key policy must allow it (directly or through its account) and its own
+// identity policy must allow it too; the caller compares the accounts.
 //
 // Condition keys are case-insensitive; Request.Context must hold them
 // lower-cased ("kms:encryptioncontext:dept", "aws:sourceip"). An absent key

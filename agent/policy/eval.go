@@ -83,8 +83,12 @@ func (p *Policy) AllowsAccountRoot(r *Request) bool {
 // Check evaluates every statement against r: an applicable Deny wins at
 // once; otherwise Allow if a statement naming the caller applies, and
 // Account if one naming the caller's account applies. It does not
-// allocate unless a policy variable must be expanded.
+// allocate unless a policy variable must be expanded. A nil policy allows
+// nothing; r must not be nil.
 func (p *Policy) Check(r *Request) Result {
+	if p == nil {
+		return Result{}
+	}
 	c := parseCaller(r)
 	var res Result
 	for i := range p.statements {
@@ -240,4 +244,17 @@ func (st *statement) matchConditions(ctx map[string][]string) bool {
 		}
 	}
 	return true
+}
+
+// AddEncryptionContext puts a request's encryption context into a
+// condition-key context: kms:encryptioncontext:<key> (key lower-cased, as
+// condition keys are case-insensitive) with its value, and every key, as
+// given, under kms:encryptioncontextkeys. An empty context adds nothing, so
+// both keys are then absent, as in KMS.
+func AddEncryptionContext(ctx map[string][]string, ec map[string]string) {
+	for k, v := range ec {
+		ck := "kms:encryptioncontext:" + strings.ToLower(k)
+		ctx[ck] = append(ctx[ck], v)
+		ctx["kms:encryptioncontextkeys"] = append(ctx["kms:encryptioncontextkeys"], k)
+	}
 }

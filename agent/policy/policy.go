@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -102,8 +103,11 @@ func parse(doc string, identity bool) (*Policy, error) {
 	if err := dec.Decode(&top); err != nil || top == nil {
 		return nil, malformed("The policy is not valid JSON: %s", jsonErr(err))
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, malformed("The policy is not valid JSON: unexpected data after the top-level object.")
+	}
+	if err := checkDuplicates(json.NewDecoder(strings.NewReader(doc)), 0); err != nil {
+		return nil, err
 	}
 	p := &Policy{Version: "2008-10-17", identity: identity}
 	for k, v := range top {
@@ -144,10 +148,17 @@ func parse(doc string, identity bool) (*Policy, error) {
 	if len(list) == 0 {
 		return nil, malformed("Policy must contain at least one statement.")
 	}
+	sids := map[string]bool{}
 	for i, r := range list {
 		st, err := parseStatement(r, identity, p.vars, i)
 		if err != nil {
 			return nil, err
+		}
+		if st.sid != "" {
+			if sids[st.sid] {
+				return nil, malformed("Statement IDs (SID) in a single policy must be unique.")
+			}
+			sids[st.sid] = true
 		}
 		p.statements = append(p.statements, st)
 	}
@@ -165,7 +176,7 @@ func checkWire(doc string) error {
 		return &Error{Code: CodeValidation, Message: prefix + "Member must have length less than or equal to 131072"}
 	}
 	for _, r := range doc {
-		if r == '\t' || r == '\n' || r == '\r' || (r >= 0x20 && r <= 0xFF && r != 0x7F) {
+		if r == '\t' || r == '\n' || r == '\r' || (r >= 0x20 && r <= 0xFF) {
 			continue
 		}
 		return &Error{Code: CodeValidation, Message: prefix + `Member must satisfy regular expression pattern: [\u0009\u000A\u000D\u0020-\u00FF]+`}
@@ -471,4 +482,47 @@ func splitARN(s string) (arn, bool) {
 	}
 	a.resource = rest
 	return a, a.partition != "" && a.service != ""
+}
+
+// maxDepth bounds the nesting checkDuplicates follows; a policy needs 6.
+const maxDepth = 64
+
+// checkDuplicates walks the next JSON value and refuses an object that
+// names one element twice (encoding/json would silently keep the last).
+// Syntax errors are left to the decoding that follows.
+func checkDuplicates(dec *json.Decoder, depth int) error {
+	if depth > maxDepth {
+		return malformed("The policy nests JSON values more than %d deep.", maxDepth)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return nil
+			}
+			key, _ := k.(string)
+			if seen[key] {
+				return malformed("Policy contains a duplicate element %q.", key)
+			}
+			seen[key] = true
+			if err := checkDuplicates(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		dec.Token() // '}'
+	case json.Delim('['):
+		for dec.More() {
+			if err := checkDuplicates(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		dec.Token() // ']'
+	}
+	return nil
 }
