@@ -32,6 +32,17 @@ func (p Policy) String() string {
 	return fmt.Sprintf("Policy(%d)", uint8(p))
 }
 
+// ParsePolicy parses "drop" or "block" (a flag's value) into a Policy.
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "drop", "":
+		return Drop, nil
+	case "block":
+		return Block, nil
+	}
+	return Drop, fmt.Errorf("audit: policy %q is neither drop nor block", s)
+}
+
 // Config configures a Logger. Zero values mean the defaults.
 type Config struct {
 	// Dir is the directory of the log files, created 0700 if missing

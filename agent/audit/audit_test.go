@@ -644,6 +644,17 @@ func TestUnencodable(t *testing.T) {
 	}
 }
 
+func TestParsePolicy(t *testing.T) {
+	for s, want := range map[string]Policy{"drop": Drop, "block": Block, "": Drop} {
+		if got, err := ParsePolicy(s); err != nil || got != want || (s != "" && got.String() != s) {
+			t.Errorf("ParsePolicy(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParsePolicy("Block!"); err == nil {
+		t.Error("ParsePolicy accepted Block!")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg   Config
