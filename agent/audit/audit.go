@@ -250,8 +250,8 @@ func (l *Logger) WriteErrors() uint64 {
 // the sink. If the sink does not take it within Config.CloseTimeout, Close
 // counts what is unwritten as dropped and returns ErrCloseTimeout (the
 // writer goroutine then exits as soon as the sink returns; should the
-// stalled write still succeed, its records are counted in both Written and
-// Dropped). Close is safe to call more than once and concurrently; a nil
+// stalled write still succeed, its records reach the sink though counted
+// as dropped). Close is safe to call more than once and concurrently; a nil
 // Logger's Close returns nil.
 func (l *Logger) Close() error {
 	if l == nil {
