@@ -32,6 +32,17 @@ func (p Policy) String() string {
 	return fmt.Sprintf("Policy(%d)", uint8(p))
 }
 
+// ParsePolicy parses "drop" or "block" (a flag's value) into a Policy.
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "drop", "":
+		return Drop, nil
+	case "block":
+		return Block, nil
+	}
+	return Drop, fmt.Errorf("audit: policy %q is neither drop nor block", s)
+}
+
 // Config configures a Logger. Zero values mean the defaults.
 type Config struct {
 	// Dir is the directory of the log files, created 0700 if missing
@@ -239,8 +250,8 @@ func (l *Logger) WriteErrors() uint64 {
 // the sink. If the sink does not take it within Config.CloseTimeout, Close
 // counts what is unwritten as dropped and returns ErrCloseTimeout (the
 // writer goroutine then exits as soon as the sink returns; should the
-// stalled write still succeed, its records are counted in both Written and
-// Dropped). Close is safe to call more than once and concurrently; a nil
+// stalled write still succeed, its records reach the sink though counted
+// as dropped). Close is safe to call more than once and concurrently; a nil
 // Logger's Close returns nil.
 func (l *Logger) Close() error {
 	if l == nil {

@@ -628,6 +628,33 @@ func TestNilAndClosedLogger(t *testing.T) {
 	}
 }
 
+// TestUnencodable: an event a caller filled with something JSON cannot
+// hold is counted as dropped and does not disturb the records around it.
+func TestUnencodable(t *testing.T) {
+	dir := t.TempDir()
+	l := newTestLogger(t, Config{Dir: dir, OnFull: Block})
+	l.Log(&Event{EventName: "Encrypt", RequestID: "before"})
+	l.Log(&Event{EventName: "Encrypt", RequestParameters: map[string]any{"keyId": "k", "bad": make(chan int)}})
+	l.Log(&Event{EventName: "Encrypt", RequestParameters: map[string]any{"n": json.Number("1e")}})
+	l.Log(&Event{EventName: "Encrypt", RequestID: "after"})
+	l.Close()
+	evs := readEvents(t, dir)
+	if len(evs) != 2 || evs[0].RequestID != "before" || evs[1].RequestID != "after" || l.Dropped() != 2 || l.Written() != 2 {
+		t.Fatalf("records %+v, Dropped %d, Written %d", evs, l.Dropped(), l.Written())
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	for s, want := range map[string]Policy{"drop": Drop, "block": Block, "": Drop} {
+		if got, err := ParsePolicy(s); err != nil || got != want || (s != "" && got.String() != s) {
+			t.Errorf("ParsePolicy(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParsePolicy("Block!"); err == nil {
+		t.Error("ParsePolicy accepted Block!")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg   Config

@@ -4,6 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -214,12 +217,69 @@ func appendMap(b []byte, m map[string]any) ([]byte, error) {
 	if len(m) == 0 {
 		return append(b, "null"...), nil
 	}
-	// encoding/json sorts keys, so a record is deterministic.
-	j, err := json.Marshal(m)
+	return appendValue(b, m, 0)
+}
+
+// appendValue appends v as JSON: directly for the types the filters make,
+// through encoding/json for anything else a caller put in a map. Object
+// keys are sorted, as encoding/json does, so a record is deterministic.
+func appendValue(b []byte, v any, depth int) ([]byte, error) {
+	if depth > 32 {
+		return b, errors.New("audit: value nested too deep")
+	}
+	var err error
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case json.Number:
+		if !validNumber(string(x)) {
+			return b, fmt.Errorf("audit: invalid number %q", string(x))
+		}
+		return append(b, x...), nil
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			if b, err = appendValue(b, x[k], depth+1); err != nil {
+				return b, err
+			}
+		}
+		return append(b, '}'), nil
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendValue(b, e, depth+1); err != nil {
+				return b, err
+			}
+		}
+		return append(b, ']'), nil
+	}
+	j, err := json.Marshal(v)
 	if err != nil {
 		return b, err
 	}
 	return append(b, j...), nil
+}
+
+// validNumber reports whether s is a JSON number.
+func validNumber(s string) bool {
+	return s != "" && (s[0] == '-' || s[0] >= '0' && s[0] <= '9') && json.Valid([]byte(s))
 }
 
 const hexDigits = "0123456789abcdef"

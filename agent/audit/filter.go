@@ -154,6 +154,35 @@ func ResponseElements(op string, body []byte) map[string]any {
 	return m
 }
 
+// keyARNOps are the write operations whose CloudTrail responseElements
+// carry the affected key's ARN as keyId although the API response does not
+// (the guide's examples; AWS does this since December 2022).
+var keyARNOps = map[string]bool{
+	"CreateAlias": true, "DeleteAlias": true, "UpdateAlias": true, "DisableKey": true, "EnableKey": true,
+	"EnableKeyRotation": true, "UntagResource": true, "UpdatePrimaryRegion": true,
+	"DeleteImportedKeyMaterial": true, "ImportKeyMaterial": true,
+}
+
+// WithKeyARN returns resp (ResponseElements' result) with keyId set to
+// keyARN for the write operations where CloudTrail records the affected
+// key's ARN though the response lacks it (CreateAlias, DeleteAlias,
+// UpdateAlias, DisableKey, EnableKey, EnableKeyRotation, UntagResource,
+// UpdatePrimaryRegion, DeleteImportedKeyMaterial, ImportKeyMaterial). For
+// other operations, a failed request (pass keyARN "") or when resp already
+// has a keyId, resp is returned unchanged.
+func WithKeyARN(op string, resp map[string]any, keyARN string) map[string]any {
+	if keyARN == "" || !keyARNOps[op] {
+		return resp
+	}
+	if resp == nil {
+		return map[string]any{"keyId": keyARN}
+	}
+	if _, ok := resp["keyId"]; !ok {
+		resp["keyId"] = keyARN
+	}
+	return resp
+}
+
 // AdditionalEventData returns the additionalEventData of a cryptographic
 // operation from its raw JSON response body: the keyMaterialId that served
 // it (for ReEncrypt, sourceKeyMaterialId and destinationKeyMaterialId), as

@@ -111,6 +111,23 @@ func TestResponseElements(t *testing.T) {
 	}
 }
 
+func TestWithKeyARN(t *testing.T) {
+	for _, c := range []struct {
+		op, body, arn, want string
+	}{
+		{"EnableKey", `{}`, testKeyARN, `{"keyId":"` + testKeyARN + `"}`},
+		{"ImportKeyMaterial", `{"KeyId":"` + testKeyID + `","KeyMaterialId":"m"}`, testKeyARN, `{"keyId":"` + testKeyID + `","keyMaterialId":"m"}`},
+		{"UpdateKeyDescription", `{}`, testKeyARN, `null`}, // CloudTrail records null
+		{"Encrypt", `{"KeyId":"a"}`, testKeyARN, `null`},
+		{"EnableKey", `{}`, "", `null`},
+	} {
+		got := WithKeyARN(c.op, ResponseElements(c.op, []byte(c.body)), c.arn)
+		if !sameJSON(t, got, c.want) {
+			t.Errorf("WithKeyARN(%s, %s, %q) = %s, want %s", c.op, c.body, c.arn, asJSON(t, got), c.want)
+		}
+	}
+}
+
 // TestFilterSharesNothing: the result does not alias the body, which the
 // server zeroes after the request.
 func TestFilterSharesNothing(t *testing.T) {
