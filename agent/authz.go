@@ -101,6 +101,9 @@ func accountOf(arn string) string {
 // authorize returns nil when r's principal may do a, else
 // AccessDeniedException in AWS's words.
 func (s *Server) authorize(r *request, a authReq) error {
+	if a.key != nil && (len(r.resources) == 0 || r.resources[len(r.resources)-1] != a.key.Arn) {
+		r.resources = append(r.resources, a.key.Arn)
+	}
 	root := s.rootArn()
 	// The common case costs nothing: the account root on a key with the
 	// default key policy (which allows the root everything).

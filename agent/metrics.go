@@ -104,6 +104,16 @@ func newMetrics(s *Server) *metrics {
 		newRaftStateCollector(s),
 		m.throttled, m.denied,
 	)
+	if a := s.cfg.Audit; a != nil {
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_audit_records_total", Help: "Audit records written."},
+				func() float64 { return float64(a.Written()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_audit_dropped_total", Help: "Audit records dropped (buffer full under the drop policy, or unwritten at close)."},
+				func() float64 { return float64(a.Dropped()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kmsd_audit_write_errors_total", Help: "Failed writes of the audit log (retried)."},
+				func() float64 { return float64(a.WriteErrors()) }),
+		)
+	}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
 }

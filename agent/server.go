@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/kmsd/kmsd/agent/audit"
 	"github.com/kmsd/kmsd/agent/sigv4"
 	"github.com/kmsd/kmsd/batch"
 	"github.com/kmsd/kmsd/cache"
@@ -53,6 +54,9 @@ type Config struct {
 	// Now is the clock of timestamps and of the leader's schedules
 	// (rotation, deletion); nil = time.Now. Tests pass a fake clock.
 	Now func() time.Time
+	// Audit receives one record per API call; nil = no audit log. The
+	// caller opens and closes it.
+	Audit *audit.Logger
 }
 
 // Validate checks the config, naming the bad field.
@@ -141,6 +145,9 @@ type request struct {
 	sourceIP   string
 	viaService string
 	alias      string
+	// resources are the ARNs of the keys the request was authorized on
+	// (the audit record's resources).
+	resources []string
 }
 
 // New makes a Server. Call Init before serving.
@@ -286,22 +293,30 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	reqID := uuid.NewString()
 	ctx.Response.Header.Set("x-amzn-RequestId", reqID)
 	ctx.SetContentType("application/x-amz-json-1.1")
+	// r describes the call for the audit log as far as it is known.
+	r := &request{id: reqID, sourceIP: ctx.RemoteIP().String()}
+	if target := ctx.Request.Header.Peek("X-Amz-Target"); len(target) > 0 {
+		r.op = string(target)
+	}
 
 	if !ctx.IsPost() {
-		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Message: "Only POST is supported.", Status: 400})
+		s.writeError(ctx, r, start, &APIError{Type: errUnknownOperation, Message: "Only POST is supported.", Status: 400})
 		return
 	}
 	// Authenticate before anything else is looked at.
 	res, err := s.verifier.Verify(&ctx.Request)
 	if err != nil {
-		s.writeError(ctx, "", start, err)
+		r.akid = claimedAccessKey(ctx)
+		s.writeError(ctx, r, start, err)
 		return
 	}
+	r.akid = res.AccessKeyID
 	principal, ok := s.creds.principal(res.AccessKeyID)
 	if !ok {
-		s.writeError(ctx, "", start, sigv4.ErrUnknownAccessKey)
+		s.writeError(ctx, r, start, sigv4.ErrUnknownAccessKey)
 		return
 	}
+	r.principal = principal
 	target := ctx.Request.Header.Peek("X-Amz-Target")
 	op, ok := strings.CutPrefix(string(target), targetPrefix)
 	fn := s.ops[op]
@@ -311,46 +326,53 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if !ok || fn == nil {
-		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Status: 400})
+		s.writeError(ctx, r, start, &APIError{Type: errUnknownOperation, Status: 400})
 		return
 	}
+	r.op = op
+	r.body = ctx.PostBody()
+	// The body may carry plaintext (Encrypt): zero fasthttp's copy when done.
+	defer clear(ctx.Request.Body())
 	if s.quota != nil {
 		if err := s.quota.Allow(s.cfg.AccountID, quota.GroupFor(op, "")...); err != nil {
-			s.writeError(ctx, op, start, err)
+			s.writeError(ctx, r, start, err)
 			return
 		}
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	r := &request{ctx: rctx, id: reqID, at: s.cfg.Now(), op: op, body: ctx.PostBody(), principal: principal, akid: res.AccessKeyID}
-	r.sourceIP = ctx.RemoteIP().String()
+	r.ctx, r.at = rctx, s.cfg.Now()
 	if p, ok := s.node.Principal(principal); ok {
 		r.viaService = p.ViaService
 	}
-	// The body may carry plaintext (Encrypt): zero fasthttp's copy when done.
-	defer clear(ctx.Request.Body())
 	out, err := fn(s, r)
 	if err != nil {
-		s.writeError(ctx, op, start, err)
+		s.writeError(ctx, r, start, err)
 		return
 	}
 	b, err := json.Marshal(out)
 	wipeResponse(out)
 	if err != nil {
-		s.writeError(ctx, op, start, err)
+		s.writeError(ctx, r, start, err)
 		return
 	}
+	s.auditCall(ctx, r, b, nil)
 	ctx.SetBody(b)
 	clear(b)
 	s.metrics.observe(op, "ok", start)
 }
 
-func (s *Server) writeError(ctx *fasthttp.RequestCtx, op string, start time.Time, err error) {
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, r *request, start time.Time, err error) {
 	ae, unexpected := apiErrorFrom(err)
+	op := r.op
+	if _, known := s.ops[op]; !known && !strings.HasPrefix(op, clusterPrefix) {
+		op = "" // an unauthenticated or unknown target names no operation
+	}
 	s.metrics.observe(op, ae.Type, start)
 	if unexpected {
 		s.log.Error("request failed", "op", op, "err", err)
 	}
+	s.auditCall(ctx, r, nil, ae)
 	ctx.SetStatusCode(ae.Status)
 	b, _ := json.Marshal(struct {
 		Type    string `json:"__type"`

@@ -15,6 +15,15 @@ func (e epoch) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, float64(e)/1e9, 'f', 3, 64), nil
 }
 
+func (e *epoch) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return err
+	}
+	*e = epoch(f * 1e9)
+	return nil
+}
+
 func epochOf(t time.Time) epoch { return epoch(t.UnixNano()) }
 
 type tagWire struct {

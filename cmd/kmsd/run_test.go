@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +166,69 @@ func TestRunUsage(t *testing.T) {
 	errb.Reset()
 	if code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--pkcs11-lib", "/nonexistent.so"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "PIN") {
 		t.Fatalf("pkcs11 without pin: exit %d %q", code, errb.String())
+	}
+}
+
+// TestCredentialsCommand: `kmsd credentials create|list|delete` against a
+// running node; the new key works (within its identity policy) until it is
+// deleted; the node's audit log under DIR/audit records the calls.
+func TestCredentialsCommand(t *testing.T) {
+	if _, err := hsmpool.FindSoftHSM(); err != nil {
+		t.Skip("SoftHSM2 not installed")
+	}
+	t.Setenv("SOFTHSM2_CONF", "")
+	dir := t.TempDir()
+	url, stopServe := startServe(t, dir)
+	var once sync.Once
+	code := 0
+	stop := func() int { once.Do(func() { code = stopServe() }); return code }
+	defer stop()
+	ctx := context.Background()
+	root := clientFor(t, dir, url)
+	key, err := root.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--endpoint", url, "--credentials", filepath.Join(dir, "credentials")}
+	pol := filepath.Join(t.TempDir(), "app.json")
+	os.WriteFile(pol, []byte(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:GenerateDataKey","Resource":"*"}]}`), 0o600)
+	appDir := t.TempDir()
+	var out, errb bytes.Buffer
+	args := append([]string{"credentials", "create", "--principal", "role/app", "--policy", pol, "--out", filepath.Join(appDir, "credentials")}, common...)
+	if code := run(ctx, args, &out, &errb); code != 0 {
+		t.Fatalf("credentials create: %d %s", code, errb.String())
+	}
+	akid := strings.Fields(out.String())[0]
+	app := clientFor(t, appDir, url)
+	if _, err := app.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: key.KeyMetadata.KeyId, KeySpec: types.DataKeySpecAes256}); err != nil {
+		t.Fatalf("app GenerateDataKey: %v", err)
+	}
+	if _, err := app.Encrypt(ctx, &kms.EncryptInput{KeyId: key.KeyMetadata.KeyId, Plaintext: []byte("x")}); err == nil {
+		t.Fatal("app may Encrypt beyond its identity policy")
+	}
+	out.Reset()
+	if code := run(ctx, append([]string{"credentials", "list"}, common...), &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), akid) || !strings.Contains(out.String(), "arn:aws:iam::111122223333:role/app") {
+		t.Fatalf("credentials list: %d %q %s", code, out.String(), errb.String())
+	}
+	if code := run(ctx, append([]string{"credentials", "delete", akid}, common...), &out, &errb); code != 0 {
+		t.Fatalf("credentials delete: %d %s", code, errb.String())
+	}
+	if _, err := app.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: key.KeyMetadata.KeyId, KeySpec: types.DataKeySpecAes256}); err == nil ||
+		!strings.Contains(err.Error(), "UnrecognizedClientException") {
+		t.Fatalf("deleted key still works: %v", err)
+	}
+	if stop() != 0 {
+		t.Fatal("serve exit code")
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"eventName":"CreateKey"`, `"eventName":"KmsdCluster.CreateCredential"`,
+		`"errorCode":"AccessDeniedException"`, `"arn":"arn:aws:iam::111122223333:role/app"`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
 	}
 }

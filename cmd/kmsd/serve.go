@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/agent"
+	"github.com/kmsd/kmsd/agent/audit"
 	"github.com/kmsd/kmsd/cache"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
@@ -55,6 +56,11 @@ type serveConfig struct {
 	cacheBytes   int64
 	logLevel     string
 	readyTimeout time.Duration
+	auditDir     string
+	auditOnFull  string
+	auditFileMB  int
+	auditFiles   int
+	auditOff     bool
 }
 
 func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -91,6 +97,11 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.maxKeys, "max-keys", 100000, "quota of KMS keys in the account (LimitExceededException beyond it)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long to wait for raft and the HSM at start")
+	fs.StringVar(&c.auditDir, "audit-dir", "", "`directory` of the audit log (one CloudTrail-shaped JSON line per request); default DIR/audit")
+	fs.StringVar(&c.auditOnFull, "audit-on-full", "drop", "when the audit log cannot keep up (slow or full disk): drop (count in kmsd_audit_dropped_total) or block (requests wait)")
+	fs.IntVar(&c.auditFileMB, "audit-max-file-mb", 100, "rotate the audit log file at this size in MiB")
+	fs.IntVar(&c.auditFiles, "audit-max-files", 10, "rotated audit log files kept")
+	fs.BoolVar(&c.auditOff, "no-audit", false, "write no audit log")
 	return fs
 }
 
@@ -197,6 +208,13 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
 	if c.quotaSym != 0 {
 		acfg.Quotas.Rates = map[quota.Group]float64{quota.Symmetric: c.quotaSym}
+	}
+	if !c.auditOff {
+		acfg.Audit, err = openAudit(c, dir)
+		if err != nil {
+			return err
+		}
+		defer acfg.Audit.Close() // after the server stopped taking requests
 	}
 	srv, err := agent.New(acfg)
 	if err != nil {
@@ -423,4 +441,21 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// openAudit opens the node's audit log as the --audit-* flags say.
+func openAudit(c serveConfig, dataDir string) (*audit.Logger, error) {
+	acfg := audit.Config{Dir: c.auditDir, MaxFileBytes: int64(c.auditFileMB) << 20, MaxFiles: c.auditFiles}
+	if acfg.Dir == "" {
+		acfg.Dir = filepath.Join(dataDir, "audit")
+	}
+	var err error
+	if acfg.OnFull, err = audit.ParsePolicy(c.auditOnFull); err != nil {
+		return nil, fmt.Errorf("--audit-on-full: %w", err)
+	}
+	lg, err := audit.Open(acfg)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return lg, nil
 }
