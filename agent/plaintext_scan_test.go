@@ -5,19 +5,30 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/agent/audit"
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
 // TestNoPlaintextAtRest looks for the bytes of key material (exposed by a
 // test-only HSM hook) and of a data key in every file the node wrote: raft
-// log, snapshots, and the SoftHSM2 token directory.
+// log, snapshots, the audit log and the SoftHSM2 token directory, raw and
+// base64-encoded.
 func TestNoPlaintextAtRest(t *testing.T) {
-	ts := newTestServer(t)
+	dir := t.TempDir()
+	lg, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit"), OnFull: audit.Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, label, pin := hsmtest.NewToken(t)
+	ts := startTestServerCfg(t, dir, tokenRef{lib, label, pin}, Config{Audit: lg})
 	ctx := context.Background()
 	id := ts.createKey(t)
 	gdk, err := ts.client.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: &id, KeySpec: types.DataKeySpecAes256})
@@ -42,6 +53,12 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.stop()
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range secrets {
+		secrets[name+" (base64)"] = []byte(base64.StdEncoding.EncodeToString(v))
+	}
 
 	dirs := []string{ts.dir}
 	if conf := os.Getenv("SOFTHSM2_CONF"); conf != "" {
@@ -65,6 +82,9 @@ func TestNoPlaintextAtRest(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "audit", "audit.log")); err != nil {
+		t.Fatalf("no audit log was scanned: %v", err)
 	}
 	if files < 3 {
 		t.Fatalf("scanned only %d files: the walk missed the data", files)
