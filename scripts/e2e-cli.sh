@@ -120,6 +120,30 @@ out=$(kms delete-alias --alias-name alias/tmp 2>&1) && ! kms list-aliases | grep
 out=$(kms delete-alias --alias-name alias/gone 2>&1) \
   && bad "delete missing alias" || { grep -q NotFoundException <<<"$out" && ok "delete missing alias -> NotFoundException" || bad "delete-alias" "$out"; }
 
+# Access control (issue #7): a second principal, key policy, grants, audit log.
+out=$(kms get-key-policy --key-id "$key" --policy-name default 2>&1) && grep -q ':root' <<<"$out" \
+  && ok "get-key-policy (default policy)" || bad "get-key-policy" "$out"
+"$BIN" credentials create --principal user/e2e --out "$work/user-creds" --endpoint "$url" --credentials "$work/data/credentials" >/dev/null 2>&1
+ukms() { AWS_SHARED_CREDENTIALS_FILE=$work/user-creds aws kms "$@" --endpoint-url "$url" --output json; }
+out=$(ukms encrypt --key-id "$key" --plaintext "fileb://$work/pt" 2>&1) \
+  && bad "user without permission encrypts" "$out" || { grep -q AccessDeniedException <<<"$out" && ok "user without permission -> AccessDeniedException" || bad "access denied" "$out"; }
+out=$(kms create-grant --key-id "$key" --grantee-principal arn:aws:iam::111122223333:user/e2e --operations Encrypt Decrypt \
+  --constraints EncryptionContextSubset={team=e2e} 2>&1) && token=$(field "['GrantToken']" <<<"$out") && ok "create-grant" || bad "create-grant" "$out"
+out=$(ukms encrypt --key-id "$key" --plaintext "fileb://$work/pt" --encryption-context team=e2e --grant-tokens "${token:-x}" 2>&1) \
+  && ok "encrypt through a grant" || bad "encrypt through a grant" "$out"
+out=$(ukms encrypt --key-id "$key" --plaintext "fileb://$work/pt" --encryption-context team=other 2>&1) \
+  && bad "grant constraint ignored" "$out" || { grep -q AccessDeniedException <<<"$out" && ok "grant constraint holds" || bad "grant constraint" "$out"; }
+out=$(kms list-grants --key-id "$key" 2>&1) && gid=$(field "['Grants'][0]['GrantId']" <<<"$out") && ok "list-grants" || bad "list-grants" "$out"
+out=$(kms revoke-grant --key-id "$key" --grant-id "${gid:-x}" 2>&1) && ok "revoke-grant" || bad "revoke-grant" "$out"
+cat >"$work/policy.json" <<POLICY
+{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+ {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/e2e"},"Action":"kms:Encrypt","Resource":"*"}]}
+POLICY
+out=$(kms put-key-policy --key-id "$key" --policy-name default --policy "file://$work/policy.json" 2>&1) && ok "put-key-policy" || bad "put-key-policy" "$out"
+out=$(ukms encrypt --key-id "$key" --plaintext "fileb://$work/pt" 2>&1) && ok "encrypt allowed by key policy" || bad "encrypt allowed by key policy" "$out"
+grep -q '"errorCode":"AccessDeniedException"' "$work/data/audit/audit.log" 2>/dev/null && ok "audit log records the denial" || bad "audit log"
+
 # The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
 if [ -d test/interop/js/node_modules ]; then
   arn=$(kms describe-key --key-id "$key" | field "['KeyMetadata']['Arn']")
