@@ -22,7 +22,7 @@ func (s *Server) auditCall(ctx *fasthttp.RequestCtx, r *request, resp []byte, ae
 		EventTime:          s.cfg.Now(),
 		EventName:          op,
 		AWSRegion:          s.cfg.Region,
-		SourceIPAddress:    r.sourceIP,
+		SourceIPAddress:    r.remoteIP(),
 		UserAgent:          string(ctx.UserAgent()),
 		RequestID:          r.id,
 		ReadOnly:           audit.ReadOnly(op),

@@ -101,7 +101,7 @@ func accountOf(arn string) string {
 // authorize returns nil when r's principal may do a, else
 // AccessDeniedException in AWS's words.
 func (s *Server) authorize(r *request, a authReq) error {
-	if a.key != nil && (len(r.resources) == 0 || r.resources[len(r.resources)-1] != a.key.Arn) {
+	if s.cfg.Audit != nil && a.key != nil && (len(r.resources) == 0 || r.resources[len(r.resources)-1] != a.key.Arn) {
 		r.resources = append(r.resources, a.key.Arn)
 	}
 	root := s.rootArn()
@@ -184,8 +184,8 @@ func (s *Server) conditions(r *request, a authReq, identity *parsedPolicy) map[s
 	c["aws:principalarn"] = []string{r.principal}
 	c["aws:principalaccount"] = []string{accountOf(r.principal)}
 	c["kms:calleraccount"] = []string{accountOf(r.principal)}
-	if r.sourceIP != "" {
-		c["aws:sourceip"] = []string{r.sourceIP}
+	if ip := r.remoteIP(); ip != "" {
+		c["aws:sourceip"] = []string{ip}
 	}
 	if r.viaService != "" {
 		c["kms:viaservice"] = []string{r.viaService}

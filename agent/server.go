@@ -139,7 +139,9 @@ type request struct {
 	body      []byte
 	principal string
 	akid      string
-	// sourceIP is the caller's address (aws:SourceIp); viaService the
+	// http is the fasthttp request (valid until the handler returns).
+	http *fasthttp.RequestCtx
+	// sourceIP is the caller's address (aws:SourceIp, see remoteIP); viaService the
 	// service its credential acts for (kms:ViaService), if any; alias the
 	// alias the request named its key by (kms:RequestAlias).
 	sourceIP   string
@@ -293,11 +295,8 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	reqID := uuid.NewString()
 	ctx.Response.Header.Set("x-amzn-RequestId", reqID)
 	ctx.SetContentType("application/x-amz-json-1.1")
-	// r describes the call for the audit log as far as it is known.
-	r := &request{id: reqID, sourceIP: ctx.RemoteIP().String()}
-	if target := ctx.Request.Header.Peek("X-Amz-Target"); len(target) > 0 {
-		r.op = string(target)
-	}
+	// r describes the call (for the audit log too) as far as it is known.
+	r := &request{id: reqID, http: ctx}
 
 	if !ctx.IsPost() {
 		s.writeError(ctx, r, start, &APIError{Type: errUnknownOperation, Message: "Only POST is supported.", Status: 400})
@@ -364,6 +363,9 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, r *request, start time.Time, err error) {
 	ae, unexpected := apiErrorFrom(err)
+	if r.op == "" {
+		r.op = string(ctx.Request.Header.Peek("X-Amz-Target"))
+	}
 	op := r.op
 	if _, known := s.ops[op]; !known && !strings.HasPrefix(op, clusterPrefix) {
 		op = "" // an unauthenticated or unknown target names no operation
@@ -396,4 +398,12 @@ func decode(r *request, v any) error {
 		return &APIError{Type: errSerialization, Message: "The request body is not valid JSON.", Status: 400}
 	}
 	return nil
+}
+
+// remoteIP returns the caller's IP address, computed once.
+func (r *request) remoteIP() string {
+	if r.sourceIP == "" && r.http != nil {
+		r.sourceIP = r.http.RemoteIP().String()
+	}
+	return r.sourceIP
 }
