@@ -232,3 +232,33 @@ func TestCredentialsCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaFlag: --quota GROUP=RPS sets one group's rate; an unknown group
+// is refused at start.
+func TestQuotaFlag(t *testing.T) {
+	if _, err := hsmpool.FindSoftHSM(); err != nil {
+		t.Skip("SoftHSM2 not installed")
+	}
+	t.Setenv("SOFTHSM2_CONF", "")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quota", "op:Dance=3"}, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String(), "no such quota group") {
+		t.Fatalf("unknown group: exit %d, %s", code, errb.String())
+	}
+	dir := t.TempDir()
+	url, stop := startServe(t, dir, "--quota", "op:CreateKey=1")
+	defer stop()
+	c := clientFor(t, dir, url)
+	throttled := 0
+	for range 5 {
+		if _, err := c.CreateKey(context.Background(), &kms.CreateKeyInput{}, func(o *kms.Options) { o.RetryMaxAttempts = 1 }); err != nil {
+			if !strings.Contains(err.Error(), "ThrottlingException") {
+				t.Fatal(err)
+			}
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("5 CreateKey calls at once under op:CreateKey=1 were all accepted")
+	}
+}

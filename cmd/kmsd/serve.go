@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,7 @@ type serveConfig struct {
 	maxBatch     int
 	quotaSym     float64
 	quotasOff    bool
+	quotas       quotaFlags
 	cacheTTL     time.Duration
 	cacheUses    int
 	cacheBytes   int64
@@ -79,6 +81,7 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.hsmSessions, "hsm-sessions", 4, "PKCS#11 sessions in the pool")
 	fs.IntVar(&c.maxBatch, "max-batch", 64, "most requests one HSM operation serves; 1 turns batching off")
 	fs.Float64Var(&c.quotaSym, "quota-symmetric", 0, "shared symmetric cryptographic quota in requests/s; 0 = AWS's default for --region, -1 = unlimited")
+	fs.Var(&c.quotas, "quota", "`GROUP=RPS`: the account's rate for one quota group (symmetric, rsa, ecc, sm, gdkp:<KeyPairSpec>, op:<Operation>, e.g. op:CreateKey=10); repeatable; -1 = unlimited")
 	fs.BoolVar(&c.quotasOff, "no-quotas", false, "turn request quotas off (raw capacity benchmarks)")
 	fs.DurationVar(&c.cacheTTL, "decrypt-cache-ttl", time.Minute, "how long an unwrapped batch key may serve Decrypts without the HSM; 0 turns the cache off")
 	fs.IntVar(&c.cacheUses, "decrypt-cache-max-uses", 10000, "Decrypts one cached batch key may serve (0 = unlimited)")
@@ -117,6 +120,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "kmsd serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	known := quota.DefaultRates(c.region)
+	for g := range c.quotas {
+		if _, ok := known[g]; !ok {
+			fmt.Fprintf(stderr, "kmsd serve: --quota %s: no such quota group (symmetric, rsa, ecc, sm, gdkp:<KeyPairSpec>, op:<Operation>)\n", g)
+			return 2
+		}
 	}
 	if err := serve(ctx, c, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "kmsd: %v\n", err)
@@ -206,8 +216,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	acfg := agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log,
 		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff, APIURL: apiURL,
 		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
-	if c.quotaSym != 0 {
-		acfg.Quotas.Rates = map[quota.Group]float64{quota.Symmetric: c.quotaSym}
+	if c.quotaSym != 0 || len(c.quotas) > 0 {
+		acfg.Quotas.Rates = map[quota.Group]float64{}
+		if c.quotaSym != 0 {
+			acfg.Quotas.Rates[quota.Symmetric] = c.quotaSym
+		}
+		for g, r := range c.quotas {
+			acfg.Quotas.Rates[g] = r
+		}
 	}
 	if !c.auditOff {
 		acfg.Audit, err = openAudit(c, dir)
@@ -458,4 +474,25 @@ func openAudit(c serveConfig, dataDir string) (*audit.Logger, error) {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	return lg, nil
+}
+
+// quotaFlags collects repeated --quota GROUP=RPS flags.
+type quotaFlags map[quota.Group]float64
+
+func (q *quotaFlags) String() string { return fmt.Sprint(map[quota.Group]float64(*q)) }
+
+func (q *quotaFlags) Set(v string) error {
+	g, r, ok := strings.Cut(v, "=")
+	if !ok || g == "" {
+		return fmt.Errorf("want GROUP=RPS, got %q", v)
+	}
+	rate, err := strconv.ParseFloat(r, 64)
+	if err != nil || (rate < 0 && rate != -1) {
+		return fmt.Errorf("rate %q: want a number of requests per second, or -1 for unlimited", r)
+	}
+	if *q == nil {
+		*q = quotaFlags{}
+	}
+	(*q)[quota.Group(g)] = rate
+	return nil
 }
