@@ -290,3 +290,31 @@ func constraintsHold(g *cluster.Grant, ec map[string]string) bool {
 	}
 	return true
 }
+
+// dryRunOpen answers a DryRun Decrypt or ReEncrypt: the real error the
+// call would meet (malformed blob, wrong key, access, key state), else
+// DryRunOperationException. Nothing is decrypted.
+func (s *Server) dryRunOpen(r *request, a authReq, b []byte, want *cluster.Key) error {
+	p, err := parseBlob(b)
+	if err != nil {
+		return invalidCiphertext
+	}
+	if want != nil && want.ID != p.keyID {
+		return apiErr(errIncorrectKey, "The key ID in the request does not identify a KMS key that can perform this operation.")
+	}
+	k, ok := s.node.Key(p.keyID)
+	if !ok {
+		return invalidCiphertext
+	}
+	if a.action == "" {
+		a.action = r.op
+	}
+	a.key = k
+	if err := s.authorize(r, a); err != nil {
+		return err
+	}
+	if err := s.checkKeyState(r.op, k); err != nil {
+		return err
+	}
+	return dryRunOK
+}

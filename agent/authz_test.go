@@ -319,3 +319,27 @@ func apiCode(err error) string {
 	}
 	return ""
 }
+
+// TestDryRunChecksAccess: a DryRun Decrypt or ReEncrypt by a caller who may
+// not use the blob's key is AccessDeniedException, not DryRunOperation.
+func TestDryRunChecksAccess(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	keyID := ts.createKey(t)
+	enc, err := ts.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &keyID, Plaintext: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ts.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, DryRun: aws.Bool(true)})
+	wantAPIError(t, err, "DryRunOperationException")
+	mallory := ts.principal(t, "user/mallory", "")
+	_, err = mallory.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, DryRun: aws.Bool(true)})
+	wantAPIError(t, err, "AccessDeniedException")
+	_, err = mallory.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, DestinationKeyId: &keyID, DryRun: aws.Bool(true)})
+	wantAPIError(t, err, "AccessDeniedException")
+	if _, err := ts.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &keyID}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ts.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, DryRun: aws.Bool(true)})
+	wantAPIError(t, err, "DisabledException")
+}

@@ -111,10 +111,7 @@ func opDecrypt(s *Server, r *request) (any, error) {
 		want = k
 	}
 	if in.DryRun {
-		if _, err := parseBlob(in.CiphertextBlob); err != nil {
-			return nil, invalidCiphertext
-		}
-		return nil, dryRunOK
+		return nil, s.dryRunOpen(r, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens}, in.CiphertextBlob, want)
 	}
 	k, pt, m, err := s.open(r, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens}, in.CiphertextBlob, in.EncryptionContext, want)
 	if err != nil {

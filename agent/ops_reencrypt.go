@@ -45,10 +45,7 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 		return nil, err
 	}
 	if in.DryRun {
-		if _, err := parseBlob(in.CiphertextBlob); err != nil {
-			return nil, invalidCiphertext
-		}
-		return nil, dryRunOK
+		return nil, s.dryRunOpen(r, authReq{action: "ReEncryptFrom", ec: in.SourceEncryptionContext, ecOp: true, grantTokens: in.GrantTokens}, in.CiphertextBlob, want)
 	}
 	src, pt, sm, err := s.open(r, authReq{action: "ReEncryptFrom", ec: in.SourceEncryptionContext, ecOp: true, grantTokens: in.GrantTokens}, in.CiphertextBlob, in.SourceEncryptionContext, want)
 	if err != nil {
