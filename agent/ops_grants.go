@@ -292,6 +292,19 @@ func (s *Server) grantEntry(g *cluster.Grant) grantListEntry {
 	return e
 }
 
+// grantList is a ListGrants or ListRetirableGrants response; marker names
+// the last grant for the next page.
+func (s *Server) grantList(gs []*cluster.Grant, more bool, marker func(*cluster.Grant) string) *listGrantsResponse {
+	out := &listGrantsResponse{Grants: make([]grantListEntry, 0, len(gs)), Truncated: more}
+	for _, g := range gs {
+		out.Grants = append(out.Grants, s.grantEntry(g))
+	}
+	if more {
+		out.NextMarker = marker(gs[len(gs)-1])
+	}
+	return out
+}
+
 func checkMarker(m *string) (string, error) {
 	if m == nil {
 		return "", nil
@@ -344,14 +357,7 @@ func opListGrants(s *Server, r *request) (any, error) {
 		}
 	}
 	gs, more := s.node.ListGrants(k.ID, grantID, grantee, after, limit)
-	out := &listGrantsResponse{Grants: make([]grantListEntry, 0, len(gs)), Truncated: more}
-	for _, g := range gs {
-		out.Grants = append(out.Grants, s.grantEntry(g))
-	}
-	if more {
-		out.NextMarker = gs[len(gs)-1].ID
-	}
-	return out, nil
+	return s.grantList(gs, more, func(g *cluster.Grant) string { return g.ID }), nil
 }
 
 func opListRetirableGrants(s *Server, r *request) (any, error) {
@@ -377,15 +383,7 @@ func opListRetirableGrants(s *Server, r *request) (any, error) {
 		return nil, err
 	}
 	gs, more := s.node.ListRetirableGrants(*in.RetiringPrincipal, after, limit)
-	out := &listGrantsResponse{Grants: make([]grantListEntry, 0, len(gs)), Truncated: more}
-	for _, g := range gs {
-		out.Grants = append(out.Grants, s.grantEntry(g))
-	}
-	if more {
-		last := gs[len(gs)-1]
-		out.NextMarker = last.KeyID + "/" + last.ID
-	}
-	return out, nil
+	return s.grantList(gs, more, func(g *cluster.Grant) string { return g.KeyID + "/" + g.ID }), nil
 }
 
 func opRetireGrant(s *Server, r *request) (any, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kmsd/kmsd/agent/policy"
 	"github.com/kmsd/kmsd/cluster"
 )
 
@@ -150,19 +151,7 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 // defaultPolicy is the guide's default key policy: the account root has
 // full access, so IAM-style access control can take over.
 func (s *Server) defaultPolicy() string {
-	return `{
-  "Version" : "2012-10-17",
-  "Id" : "key-default-1",
-  "Statement" : [ {
-    "Sid" : "Enable IAM User Permissions",
-    "Effect" : "Allow",
-    "Principal" : {
-      "AWS" : "arn:` + s.partition + `:iam::` + s.cfg.AccountID + `:root"
-    },
-    "Action" : "kms:*",
-    "Resource" : "*"
-  } ]
-}`
+	return strings.Replace(policy.DefaultKeyPolicy(s.cfg.AccountID), "arn:aws:iam::", "arn:"+s.partition+":iam::", 1)
 }
 
 func checkTags(in []tagWire) ([]cluster.Tag, error) {

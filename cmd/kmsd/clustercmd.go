@@ -34,29 +34,11 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("kmsd cluster "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	endpoint := fs.String("endpoint", "http://127.0.0.1:4599", "API `URL` of any node")
-	creds := fs.String("credentials", "./data/credentials", "AWS credentials `file` of the account root")
-	region := fs.String("region", "us-east-1", "region of the cluster")
-	// Flags may come before or after the positional argument.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
-	}
-	key, err := readCredentials(*creds)
-	if err != nil {
-		fmt.Fprintf(stderr, "kmsd cluster: --credentials: %v\n", err)
-		return 1
+	ac := newAdminCommand("kmsd cluster "+sub, stderr)
+	endpoint, region := ac.endpoint, ac.region
+	pos, key, code := ac.parse(args)
+	if code >= 0 {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -125,4 +107,48 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprint(stderr, clusterUsage)
 	return 2
+}
+
+// adminCommand is what every admin subcommand (cluster, snapshot,
+// credentials) shares: flags naming a node and the account root's
+// credentials, and positional arguments before or after them.
+type adminCommand struct {
+	name                    string
+	fs                      *flag.FlagSet
+	stderr                  io.Writer
+	endpoint, creds, region *string
+}
+
+func newAdminCommand(name string, stderr io.Writer) *adminCommand {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &adminCommand{
+		name: name, fs: fs, stderr: stderr,
+		endpoint: fs.String("endpoint", "http://127.0.0.1:4599", "API `URL` of any node"),
+		creds:    fs.String("credentials", "./data/credentials", "AWS credentials `file` of the account root"),
+		region:   fs.String("region", "us-east-1", "region of the cluster"),
+	}
+}
+
+// parse parses args and reads the credentials. code is -1 to go on, else
+// the exit code to return (0 for -h).
+func (a *adminCommand) parse(args []string) (pos []string, key agent.AccessKey, code int) {
+	for {
+		if err := a.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, key, 0
+			}
+			return nil, key, 2
+		}
+		if a.fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, a.fs.Arg(0)), a.fs.Args()[1:]
+	}
+	key, err := readCredentials(*a.creds)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "%s: --credentials: %v\n", a.name, err)
+		return nil, key, 1
+	}
+	return pos, key, -1
 }

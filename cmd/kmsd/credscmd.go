@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,32 +25,15 @@ func runCredentials(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 2
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("kmsd credentials "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	endpoint := fs.String("endpoint", "http://127.0.0.1:4599", "API `URL` of any node")
-	creds := fs.String("credentials", "./data/credentials", "AWS credentials `file` of the account root")
-	region := fs.String("region", "us-east-1", "region of the cluster")
+	ac := newAdminCommand("kmsd credentials "+sub, stderr)
+	fs, endpoint, region := ac.fs, ac.endpoint, ac.region
 	principal := fs.String("principal", "", "create: the principal (user/NAME, role/NAME or an IAM ARN of the account)")
 	policyFile := fs.String("policy", "", "create: `file` holding the principal's identity policy (IAM policy JSON)")
 	via := fs.String("via-service", "", "create: the kms:ViaService value of the principal's calls")
 	out := fs.String("out", "", "create: write the new key as an AWS credentials `file` (mode 0600) instead of printing it")
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
-	}
-	key, err := readCredentials(*creds)
-	if err != nil {
-		fmt.Fprintf(stderr, "kmsd credentials: --credentials: %v\n", err)
-		return 1
+	pos, key, code := ac.parse(args)
+	if code >= 0 {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
