@@ -77,5 +77,7 @@ func wipeResponse(v any) {
 		clear(r.Plaintext)
 	case *generateRandomResponse:
 		clear(r.Plaintext)
+	case interface{ wipe() }:
+		r.wipe()
 	}
 }

@@ -56,6 +56,9 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if err := checkContext(in.EncryptionContext); err != nil {
 		return nil, err
 	}
+	if k, ok := s.rsaEncryptionKey(in.KeyId); ok {
+		return s.encryptRSA(r, &in, k)
+	}
 	k, err := s.cryptoKey(r.op, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -87,6 +90,9 @@ func opDecrypt(s *Server, r *request) (any, error) {
 	}
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, err
+	}
+	if k, ok := s.rsaEncryptionKey(in.KeyId); ok {
+		return s.decryptRSA(r, &in, k)
 	}
 	if err := checkSymmetricAlgorithm(in.EncryptionAlgorithm); err != nil {
 		return nil, err

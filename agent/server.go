@@ -303,7 +303,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, "", start, &APIError{Type: errUnknownOperation, Status: 400})
 		return
 	}
-	if s.quota != nil {
+	if s.quota != nil && !quotaAfterKey[op] {
 		if err := s.quota.Allow(s.cfg.AccountID, quota.GroupFor(op, "")...); err != nil {
 			s.writeError(ctx, op, start, err)
 			return
