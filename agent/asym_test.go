@@ -29,6 +29,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+	"github.com/kmsd/kmsd/quota"
 )
 
 // asymFixture is one test server whose keys are made once and shared by
@@ -886,4 +889,35 @@ print(k.curve.name, k.public_key().public_bytes(Encoding.DER, PublicFormat.Subje
 		t.Fatalf("%s: public key does not match the private key (%v)", spec, err)
 	}
 	checkPublicKeyType(t, types.KeySpec(spec), pubDER)
+}
+
+// TestAsymmetricQuotas checks that Sign and Verify count against the RSA
+// or ECC quota of the key, and GenerateDataKeyPair against its key pair
+// spec's quota, not against the symmetric quota.
+func TestAsymmetricQuotas(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{Quotas: quota.Config{Rates: map[quota.Group]float64{
+		quota.Symmetric: 0, quota.RSA: 0, "op:CreateKey": -1, "gdkp:RSA_2048": 0,
+	}}})
+	ctx := context.Background()
+	c := ts.client
+	ec, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := c.Sign(ctx, &kms.SignInput{KeyId: ec.KeyMetadata.KeyId, Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256"})
+	if err != nil {
+		t.Fatalf("Sign on an ECC key with the symmetric quota at 0: %v", err)
+	}
+	if _, err := c.Verify(ctx, &kms.VerifyInput{KeyId: ec.KeyMetadata.KeyId, Message: []byte("m"), Signature: sig.Signature, SigningAlgorithm: "ECDSA_SHA_256"}); err != nil {
+		t.Fatalf("Verify on an ECC key: %v", err)
+	}
+	_, err = c.Sign(ctx, &kms.SignInput{KeyId: rs.KeyMetadata.KeyId, Message: []byte("m"), SigningAlgorithm: "RSASSA_PSS_SHA_256"})
+	wantAPIError(t, err, "ThrottlingException")
+	_, err = c.GenerateRandom(ctx, &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(8)})
+	wantAPIError(t, err, "ThrottlingException")
 }

@@ -120,6 +120,44 @@ out=$(kms delete-alias --alias-name alias/tmp 2>&1) && ! kms list-aliases | grep
 out=$(kms delete-alias --alias-name alias/gone 2>&1) \
   && bad "delete missing alias" || { grep -q NotFoundException <<<"$out" && ok "delete missing alias -> NotFoundException" || bad "delete-alias" "$out"; }
 
+# Asymmetric and HMAC keys (issue #6): sign, verify, get-public-key; openssl
+# verifies kmsd's signatures with the public key get-public-key returns.
+for spec_alg in ECC_NIST_P256:ECDSA_SHA_256:sha256: RSA_2048:RSASSA_PSS_SHA_256:sha256:pss; do
+  IFS=: read -r spec alg dgst pad <<<"$spec_alg"
+  if ! out=$(kms create-key --key-spec "$spec" --key-usage SIGN_VERIFY 2>&1); then bad "create-key $spec" "$out"; continue; fi
+  akey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  grep -q "$alg" <<<"$out" && ok "create-key $spec SIGN_VERIFY lists $alg" || bad "create-key $spec algorithms" "$out"
+  if out=$(kms sign --key-id "$akey" --message "fileb://$work/pt" --message-type RAW --signing-algorithm "$alg" 2>&1); then
+    field "['Signature']" <<<"$out" | base64 -d >"$work/sig"; ok "sign $spec $alg"
+  else bad "sign $spec" "$out"; continue; fi
+  out=$(kms verify --key-id "$akey" --message "fileb://$work/pt" --message-type RAW --signing-algorithm "$alg" --signature "fileb://$work/sig" 2>&1) \
+    && [ "$(field "['SignatureValid']" <<<"$out")" = True ] && ok "verify $spec" || bad "verify $spec" "$out"
+  printf 'hello, kmsd!' >"$work/pt2"
+  out=$(kms verify --key-id "$akey" --message "fileb://$work/pt2" --message-type RAW --signing-algorithm "$alg" --signature "fileb://$work/sig" 2>&1) \
+    && bad "verify of another message succeeded" || { grep -q KMSInvalidSignatureException <<<"$out" && ok "other message -> KMSInvalidSignatureException" || bad "verify other message" "$out"; }
+  openssl dgst "-$dgst" -binary "$work/pt" >"$work/digest"
+  out=$(kms sign --key-id "$akey" --message "fileb://$work/digest" --message-type DIGEST --signing-algorithm "$alg" 2>&1) \
+    && field "['Signature']" <<<"$out" | base64 -d >"$work/sig.d" && ok "sign DIGEST $spec" || bad "sign DIGEST $spec" "$out"
+  if out=$(kms get-public-key --key-id "$akey" 2>&1) && [ "$(field "['KeySpec']" <<<"$out")" = "$spec" ]; then
+    field "['PublicKey']" <<<"$out" | base64 -d >"$work/pub.der"; ok "get-public-key $spec"
+  else bad "get-public-key $spec" "$out"; continue; fi
+  opts=(-pkeyopt "digest:$dgst")
+  [ "$pad" = pss ] && opts+=(-pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:digest)
+  for s in sig sig.d; do
+    out=$(openssl pkeyutl -verify -pubin -keyform DER -inkey "$work/pub.der" -in "$work/digest" -sigfile "$work/$s" "${opts[@]}" 2>&1) \
+      && ok "openssl verifies $spec $s" || bad "openssl verify $spec $s" "$out"
+  done
+done
+if out=$(kms create-key --key-spec HMAC_256 --key-usage GENERATE_VERIFY_MAC 2>&1); then
+  hkey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  out=$(kms generate-mac --key-id "$hkey" --message "fileb://$work/pt" --mac-algorithm HMAC_SHA_256 2>&1) \
+    && field "['Mac']" <<<"$out" | base64 -d >"$work/mac" && ok "generate-mac" || bad "generate-mac" "$out"
+  out=$(kms verify-mac --key-id "$hkey" --message "fileb://$work/pt" --mac-algorithm HMAC_SHA_256 --mac "fileb://$work/mac" 2>&1) \
+    && [ "$(field "['MacValid']" <<<"$out")" = True ] && ok "verify-mac" || bad "verify-mac" "$out"
+  out=$(kms verify-mac --key-id "$hkey" --message "fileb://$work/pt2" --mac-algorithm HMAC_SHA_256 --mac "fileb://$work/mac" 2>&1) \
+    && bad "verify-mac of another message" || { grep -q KMSInvalidMacException <<<"$out" && ok "other message -> KMSInvalidMacException" || bad "verify-mac other" "$out"; }
+else bad "create-key HMAC_256" "$out"; fi
+
 # The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
 if [ -d test/interop/js/node_modules ]; then
   arn=$(kms describe-key --key-id "$key" | field "['KeyMetadata']['Arn']")
