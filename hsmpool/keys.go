@@ -19,6 +19,8 @@ const (
 	// output is a multiple of 8 bytes and at least 16.
 	minWrapped = 16
 	maxWrapped = 1024
+	// Bound on a wrapped private key (PKCS#8 of RSA-4096 is about 2.4 KB).
+	maxWrappedPrivate = 8192
 )
 
 // keyEntry is one unwrapped key held as a session object of the keeper
@@ -296,7 +298,11 @@ func (p *Pool) unwrapWith(sh pkcs11.SessionHandle, wrapped []byte, exportable bo
 
 // unwrapKind unwraps wrapped as a key of the given kind.
 func (p *Pool) unwrapKind(sh pkcs11.SessionHandle, wrapped []byte, exportable bool, kind keyKind) (pkcs11.ObjectHandle, error) {
-	if len(wrapped) < minWrapped || len(wrapped) > maxWrapped || len(wrapped)%8 != 0 {
+	limit := maxWrapped
+	if kind >= kindRSASign {
+		limit = maxWrappedPrivate
+	}
+	if len(wrapped) < minWrapped || len(wrapped) > limit || len(wrapped)%8 != 0 {
 		return 0, fmt.Errorf("%w: wrapped key has invalid length %d", ErrAuthFailed, len(wrapped))
 	}
 	dk, err := p.domainKey(sh)
@@ -320,7 +326,7 @@ func (p *Pool) unwrapKind(sh pkcs11.SessionHandle, wrapped []byte, exportable bo
 // (once, however many callers ask concurrently). The caller must
 // releaseKey the entry.
 func (p *Pool) key(ctx context.Context, wrapped []byte, kind keyKind) (*keyEntry, error) {
-	sum := sha256.Sum256(wrapped)
+	sum := cacheSum(wrapped, kind)
 	p.cacheMu.Lock()
 	if e, ok := p.cache[sum]; ok {
 		e.refs++
@@ -362,6 +368,21 @@ func (p *Pool) key(ctx context.Context, wrapped []byte, kind keyKind) (*keyEntry
 		return nil, err
 	}
 	return e, nil
+}
+
+// cacheSum names the cache entry of wrapped unwrapped as kind: one
+// wrapped key unwrapped as two kinds is two objects with different
+// attributes, never one object serving both.
+func cacheSum(wrapped []byte, kind keyKind) [32]byte {
+	if kind == kindAES {
+		return sha256.Sum256(wrapped)
+	}
+	h := sha256.New()
+	h.Write([]byte{byte(kind)})
+	h.Write(wrapped)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // touchLocked moves e to the front of the LRU list.
@@ -430,7 +451,7 @@ func (p *Pool) destroy(es []*keyEntry) {
 // Forget drops the cached unwrapped handle for wrapped, if any, and
 // destroys its HSM object once no operation is using it.
 func (p *Pool) Forget(wrapped []byte) {
-	sum := sha256.Sum256(wrapped)
+	sum := cacheSum(wrapped, kindAES)
 	p.cacheMu.Lock()
 	e, ok := p.cache[sum]
 	var dead bool

@@ -12,13 +12,21 @@ import (
 type keyKind uint8
 
 const (
-	kindAES  keyKind = iota // AES-256 for AES-GCM (Seal, Open)
-	kindHMAC                // generic secret for CKM_SHA*_HMAC (HMAC)
+	kindAES        keyKind = iota // AES-256 for AES-GCM (Seal, Open)
+	kindHMAC                      // generic secret for CKM_SHA*_HMAC (HMAC)
+	kindRSASign                   // RSA private key, CKA_SIGN
+	kindRSADecrypt                // RSA private key, CKA_DECRYPT
+	kindECSign                    // EC private key, CKA_SIGN
+	kindECDerive                  // EC private key, CKA_DERIVE
+	kindEdSign                    // Ed25519 private key, CKA_SIGN
 )
 
 // template is the unwrap template of the kind. exportable (test hook
 // only) makes the object extractable and not sensitive.
 func (k keyKind) template(exportable bool) []*pkcs11.Attribute {
+	if k >= kindRSASign {
+		return k.privateTemplate(exportable)
+	}
 	base := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
