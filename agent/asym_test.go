@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 	"github.com/kmsd/kmsd/quota"
 )
@@ -42,8 +43,21 @@ type asymFixture struct {
 	keys map[string]string // spec/usage -> key id
 }
 
-func newAsymFixture(t *testing.T) *asymFixture {
-	return &asymFixture{ts: newTestServer(t), keys: map[string]string{}}
+func newAsymFixture(t *testing.T, cfg Config) *asymFixture {
+	lib, label, pin := hsmtest.NewToken(t)
+	return &asymFixture{ts: startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, cfg), keys: map[string]string{}}
+}
+
+// wantForm is where each spec's private key lives on SoftHSM2 2.6 (README).
+func wantForm(spec types.KeySpec, sealAll bool) string {
+	s := string(spec)
+	switch {
+	case strings.HasPrefix(s, "HMAC_"):
+		return cluster.MaterialHSMSecret
+	case sealAll || s == "ECC_NIST_EDWARDS25519" || strings.HasPrefix(s, "ML_DSA_"):
+		return cluster.MaterialSealed
+	}
+	return cluster.MaterialHSMPrivate
 }
 
 func (f *asymFixture) key(t *testing.T, spec types.KeySpec, usage types.KeyUsageType) string {
@@ -101,14 +115,31 @@ func strs[T ~string](in []T) []string {
 	return out
 }
 
+// TestAsymmetricKeys runs the matrix on private keys made and used in the
+// HSM where SoftHSM2 can, and again with every private key made in Go and
+// sealed by the HSM (Config.SealKeyPairs).
 func TestAsymmetricKeys(t *testing.T) {
-	f := newAsymFixture(t)
+	for _, sealAll := range []bool{false, true} {
+		name := "HSM"
+		if sealAll {
+			name = "Sealed"
+		}
+		t.Run(name, func(t *testing.T) { testAsymmetricKeys(t, sealAll) })
+	}
+}
+
+func testAsymmetricKeys(t *testing.T, sealAll bool) {
+	f := newAsymFixture(t, Config{SealKeyPairs: sealAll})
 	ctx := context.Background()
 	c := f.ts.client
 
 	t.Run("DescribeAndGetPublicKey", func(t *testing.T) {
 		for _, e := range expectedAlgorithms {
 			id := f.key(t, e.spec, e.usage)
+			k, _ := f.ts.node.Key(id)
+			if m, _ := k.CurrentMaterial(); m.Form != wantForm(e.spec, sealAll) {
+				t.Errorf("%s/%s: material form %q, want %q", e.spec, e.usage, m.Form, wantForm(e.spec, sealAll))
+			}
 			d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
 			if err != nil {
 				t.Fatal(err)
@@ -401,10 +432,10 @@ func TestAsymmetricKeys(t *testing.T) {
 		sig := f.key(t, "RSA_4096", "SIGN_VERIFY")
 		_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: &sig, Plaintext: []byte("x"), EncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
 		wantAPIError(t, err, "InvalidKeyUsageException")
-		if got := maxOAEPPlaintext(4096, sha1.New()); got != 470 {
+		if got := maxOAEPPlaintext(4096, crypto.SHA1); got != 470 {
 			t.Fatalf("RSA_4096 SHA-1 limit %d, guide says 470", got)
 		}
-		if got := maxOAEPPlaintext(4096, sha256.New()); got != 446 {
+		if got := maxOAEPPlaintext(4096, crypto.SHA256); got != 446 {
 			t.Fatalf("RSA_4096 SHA-256 limit %d, guide says 446", got)
 		}
 	})

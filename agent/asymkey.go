@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -32,8 +34,13 @@ import (
 // secret wrapped by the domain key (hsmpool.GenerateWrappedSecret), and
 // GenerateMac runs CKM_SHA*_HMAC on an unwrapped session object.
 //
-// Private keys of asymmetric KMS keys are generated in Go and stored
-// sealed: Material.Wrapped is an AES-256 key made in the HSM and wrapped by
+// Private keys of RSA, NIST-curve and secp256k1 KMS keys are made in the
+// HSM where the token can (hsmpool.GenerateWrappedKeyPair): Material.Wrapped
+// is the private key wrapped by the domain key, and every private-key
+// operation runs in the HSM on an unwrapped session object.
+//
+// The other private keys (Ed25519, ML-DSA, and any the token cannot make or
+// wrap) are generated in Go and stored sealed: Material.Wrapped is an AES-256 key made in the HSM and wrapped by
 // the domain key (as for symmetric keys), Material.Sealed is the PKCS#8 DER
 // private key sealed under it by the HSM's AES-GCM with the key id as AAD.
 // An operation that needs the private key unseals it in the HSM, uses it in
@@ -140,8 +147,10 @@ func isAsymmetric(spec string) bool {
 	return f != famSymmetric && f != famHMAC && spec != ""
 }
 
-// newMaterial makes the first key material of a new key id of spec.
-func (s *Server) newMaterial(ctx context.Context, id, spec string, now int64) (cluster.Material, error) {
+// newMaterial makes the first key material of a new key id of spec and
+// usage: in the HSM where the token can make and wrap that key pair
+// (hsmSpec), else in Go, sealed by the HSM.
+func (s *Server) newMaterial(ctx context.Context, id, spec, usage string, now int64) (cluster.Material, error) {
 	info := specs[spec]
 	switch info.family {
 	case famSymmetric:
@@ -150,6 +159,21 @@ func (s *Server) newMaterial(ctx context.Context, id, spec string, now int64) (c
 	case famHMAC:
 		w, err := s.pool.GenerateWrappedSecret(ctx, info.keyLen)
 		return cluster.Material{Version: 1, Wrapped: w, Created: now, Form: cluster.MaterialHSMSecret}, err
+	}
+	if hs, ok := hsmSpec(spec, usage); ok && !s.cfg.SealKeyPairs && s.pool.Supports(hs) {
+		w, pub, err := s.pool.GenerateWrappedKeyPair(ctx, hs)
+		if err == nil {
+			der, err := hsmPublicDER(spec, pub)
+			if err != nil {
+				return cluster.Material{}, err
+			}
+			return cluster.Material{Version: 1, Wrapped: w, Created: now, Form: cluster.MaterialHSMPrivate, Public: der}, nil
+		}
+		if !errors.Is(err, hsmpool.ErrUnsupported) {
+			return cluster.Material{}, err
+		}
+		// The token has the mechanisms but refused the curve or the
+		// wrap: make the key in Go, sealed by the HSM.
 	}
 	priv, pub, err := generateKeyPair(spec)
 	if err != nil {
@@ -165,6 +189,78 @@ func (s *Server) newMaterial(ctx context.Context, id, spec string, now int64) (c
 		return cluster.Material{}, err
 	}
 	return cluster.Material{Version: 1, Wrapped: w, Created: now, Form: cluster.MaterialSealed, Sealed: sealed, Public: pub}, nil
+}
+
+var (
+	oidP256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
+	oidP384 = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
+	oidP521 = asn1.ObjectIdentifier{1, 3, 132, 0, 35}
+)
+
+// hsmSpec is the HSM key pair of a key spec and usage, for the specs whose
+// private key can live in the HSM: RSA, the NIST curves and secp256k1.
+// Ed25519 (SoftHSM2 2.6 cannot wrap EdDSA keys) and ML-DSA (no PKCS#11
+// mechanism) always take the Go path.
+func hsmSpec(spec, usage string) (hsmpool.KeyPairSpec, bool) {
+	info := specs[spec]
+	use := hsmpool.UseSign
+	switch usage {
+	case usageEncryptDecrypt:
+		use = hsmpool.UseDecrypt
+	case usageKeyAgreement:
+		use = hsmpool.UseDerive
+	}
+	switch info.family {
+	case famRSA:
+		return hsmpool.KeyPairSpec{Type: hsmpool.RSA, Bits: info.bits, Use: use}, true
+	case famNIST:
+		oid := map[string]asn1.ObjectIdentifier{"ECC_NIST_P256": oidP256, "ECC_NIST_P384": oidP384, "ECC_NIST_P521": oidP521}[spec]
+		return hsmpool.KeyPairSpec{Type: hsmpool.EC, Curve: oid, Use: use}, true
+	case famSECP256K1:
+		return hsmpool.KeyPairSpec{Type: hsmpool.EC, Curve: oidSecp256k1, Use: use}, true
+	}
+	return hsmpool.KeyPairSpec{}, false
+}
+
+// hsmPublicDER encodes the public key the HSM returned as a DER
+// SubjectPublicKeyInfo, checking that it is a valid key of spec.
+func hsmPublicDER(spec string, pub hsmpool.PublicKey) ([]byte, error) {
+	info := specs[spec]
+	switch info.family {
+	case famRSA:
+		e := new(big.Int).SetBytes(pub.E)
+		if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31 {
+			return nil, errors.New("agent: HSM returned a bad RSA exponent")
+		}
+		k := &rsa.PublicKey{N: new(big.Int).SetBytes(pub.N), E: int(e.Int64())}
+		if k.N.BitLen() != info.bits {
+			return nil, fmt.Errorf("agent: HSM returned a %d-bit modulus for %s", k.N.BitLen(), spec)
+		}
+		return x509.MarshalPKIXPublicKey(k)
+	case famNIST:
+		k, err := ecdhCurve(spec).NewPublicKey(pub.Point)
+		if err != nil {
+			return nil, fmt.Errorf("agent: HSM returned a bad point: %w", err)
+		}
+		return x509.MarshalPKIXPublicKey(k)
+	case famSECP256K1:
+		k, err := secp256k1.ParsePubKey(pub.Point)
+		if err != nil {
+			return nil, fmt.Errorf("agent: HSM returned a bad point: %w", err)
+		}
+		return marshalPublic(k)
+	}
+	return nil, fmt.Errorf("agent: no HSM key pair for %s", spec)
+}
+
+func ecdhCurve(spec string) ecdh.Curve {
+	switch spec {
+	case "ECC_NIST_P384":
+		return ecdh.P384()
+	case "ECC_NIST_P521":
+		return ecdh.P521()
+	}
+	return ecdh.P256()
 }
 
 func privateKeyAAD(keyID string) []byte { return []byte("kmsd private key v1 " + keyID) }

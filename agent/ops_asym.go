@@ -1,16 +1,17 @@
 package agent
 
 import (
+	"context"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"hash"
+	"errors"
+	"fmt"
 	"strings"
 
 	"filippo.io/mldsa"
@@ -18,6 +19,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
 	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool"
 	"github.com/kmsd/kmsd/quota"
 )
 
@@ -268,7 +270,27 @@ func opSign(s *Server, r *request) (any, error) {
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	key, wipe, err := s.privateKey(r.ctx, k)
+	sig, err := s.sign(r.ctx, k, alg, mt, input)
+	if err != nil {
+		return nil, err
+	}
+	s.usage.record(k.ID, r)
+	return &signResponse{KeyId: k.Arn, Signature: sig, SigningAlgorithm: *in.SigningAlgorithm}, nil
+}
+
+// sign signs input with k's private key: in the HSM for keys made there,
+// else with the unsealed key in Go.
+func (s *Server) sign(ctx context.Context, k *cluster.Key, alg sigAlg, mt string, input []byte) ([]byte, error) {
+	if m, ok := k.CurrentMaterial(); ok && m.Form == cluster.MaterialHSMPrivate {
+		switch alg.kind {
+		case sigPSS, sigPKCS1:
+			return s.pool.SignRSA(ctx, m.Wrapped, specs[k.KeySpec].bits, alg.hash, alg.kind == sigPSS, input)
+		case sigECDSA:
+			return s.pool.SignECDSA(ctx, m.Wrapped, input)
+		}
+		return nil, fmt.Errorf("agent: no HSM signature of kind %d", alg.kind)
+	}
+	key, wipe, err := s.privateKey(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -287,12 +309,7 @@ func opSign(s *Server, r *request) (any, error) {
 			opts = mldsacrypto.MLDSAMu
 		}
 	}
-	sig, err := key.Sign(rand.Reader, input, opts)
-	if err != nil {
-		return nil, err
-	}
-	s.usage.record(k.ID, r)
-	return &signResponse{KeyId: k.Arn, Signature: sig, SigningAlgorithm: *in.SigningAlgorithm}, nil
+	return key.Sign(rand.Reader, input, opts)
 }
 
 func opVerify(s *Server, r *request) (any, error) {
@@ -466,7 +483,22 @@ func opDeriveSharedSecret(s *Server, r *request) (any, error) {
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	key, wipe, err := s.privateKey(r.ctx, k)
+	secret, err := s.derive(r.ctx, k, peerECDH)
+	if err != nil {
+		return nil, err
+	}
+	s.usage.record(k.ID, r)
+	return &deriveSharedSecretResponse{KeyId: k.Arn, SharedSecret: secret, KeyAgreementAlgorithm: "ECDH", KeyOrigin: k.Origin}, nil
+}
+
+// derive computes the ECDH shared secret of k and peer: in the HSM for
+// keys made there, else with the unsealed key in Go.
+func (s *Server) derive(ctx context.Context, k *cluster.Key, peer *ecdh.PublicKey) ([]byte, error) {
+	if m, ok := k.CurrentMaterial(); ok && m.Form == cluster.MaterialHSMPrivate {
+		size := (specs[k.KeySpec].curve.Params().BitSize + 7) / 8
+		return s.pool.DeriveECDH(ctx, m.Wrapped, peer.Bytes(), size)
+	}
+	key, wipe, err := s.privateKey(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -479,12 +511,11 @@ func opDeriveSharedSecret(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret, err := privECDH.ECDH(peerECDH)
+	secret, err := privECDH.ECDH(peer)
 	if err != nil {
 		return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
 	}
-	s.usage.record(k.ID, r)
-	return &deriveSharedSecretResponse{KeyId: k.Arn, SharedSecret: secret, KeyAgreementAlgorithm: "ECDH", KeyOrigin: k.Origin}, nil
+	return secret, nil
 }
 
 // ---- RSA Encrypt and Decrypt -----------------------------------------------
@@ -504,25 +535,25 @@ func (s *Server) rsaEncryptionKey(id *string) (*cluster.Key, bool) {
 }
 
 // oaep returns the hash of an RSAES_OAEP algorithm (also used for MGF1).
-func oaep(k *cluster.Key, alg *string) (hash.Hash, string, error) {
+func oaep(k *cluster.Key, alg *string) (crypto.Hash, string, error) {
 	name := specSymmetricDefault
 	if alg != nil {
 		name = *alg
 	}
 	switch name {
 	case "RSAES_OAEP_SHA_1":
-		return sha1.New(), name, nil
+		return crypto.SHA1, name, nil
 	case "RSAES_OAEP_SHA_256":
-		return sha256.New(), name, nil
+		return crypto.SHA256, name, nil
 	case specSymmetricDefault, "SM2PKE":
-		return nil, "", apiErr(errInvalidKeyUsage, "The encryption algorithm %s is not valid for %s (%s); use RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.", name, k.Arn, k.KeySpec)
+		return 0, "", apiErr(errInvalidKeyUsage, "The encryption algorithm %s is not valid for %s (%s); use RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.", name, k.Arn, k.KeySpec)
 	}
-	return nil, "", validationEnum("encryptionAlgorithm", name, "SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE")
+	return 0, "", validationEnum("encryptionAlgorithm", name, "SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE")
 }
 
 // maxOAEPPlaintext is the guide's plaintext limit: k - 2·hLen - 2 bytes
 // (RSA_2048: 214 with SHA-1, 190 with SHA-256).
-func maxOAEPPlaintext(bits int, h hash.Hash) int { return bits/8 - 2*h.Size() - 2 }
+func maxOAEPPlaintext(bits int, h crypto.Hash) int { return bits/8 - 2*h.Size() - 2 }
 
 func (s *Server) encryptRSA(r *request, in *encryptRequest, k *cluster.Key) (any, error) {
 	if err := s.checkKeyState(r.op, k); err != nil {
@@ -549,7 +580,7 @@ func (s *Server) encryptRSA(r *request, in *encryptRequest, k *cluster.Key) (any
 	if !ok {
 		return nil, apiErr(errInvalidKeyUsage, "%s is not an RSA key.", k.Arn)
 	}
-	ct, err := rsa.EncryptOAEP(h, rand.Reader, pub, in.Plaintext, nil)
+	ct, err := rsa.EncryptOAEP(h.New(), rand.Reader, pub, in.Plaintext, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -577,21 +608,38 @@ func (s *Server) decryptRSA(r *request, in *decryptRequest, k *cluster.Key) (any
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	key, wipe, err := s.privateKey(r.ctx, k)
+	pt, err := s.decryptOAEP(r.ctx, k, h, in.CiphertextBlob)
+	if errors.Is(err, hsmpool.ErrAuthFailed) {
+		return nil, invalidCiphertext
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.usage.record(k.ID, r)
+	return &decryptResponse{KeyId: k.Arn, Plaintext: pt, EncryptionAlgorithm: name}, nil
+}
+
+// decryptOAEP decrypts ct with k's private key: in the HSM for keys made
+// there, else with the unsealed key in Go. A ciphertext that does not
+// decrypt is hsmpool.ErrAuthFailed either way.
+func (s *Server) decryptOAEP(ctx context.Context, k *cluster.Key, h crypto.Hash, ct []byte) ([]byte, error) {
+	if m, ok := k.CurrentMaterial(); ok && m.Form == cluster.MaterialHSMPrivate {
+		return s.pool.DecryptOAEP(ctx, m.Wrapped, specs[k.KeySpec].bits, h, ct)
+	}
+	key, wipe, err := s.privateKey(ctx, k)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe()
 	priv, ok := key.(*rsa.PrivateKey)
 	if !ok {
-		return nil, invalidCiphertext
+		return nil, hsmpool.ErrAuthFailed
 	}
-	pt, err := rsa.DecryptOAEP(h, nil, priv, in.CiphertextBlob, nil)
+	pt, err := rsa.DecryptOAEP(h.New(), nil, priv, ct, nil)
 	if err != nil {
-		return nil, invalidCiphertext
+		return nil, hsmpool.ErrAuthFailed
 	}
-	s.usage.record(k.ID, r)
-	return &decryptResponse{KeyId: k.Arn, Plaintext: pt, EncryptionAlgorithm: name}, nil
+	return pt, nil
 }
 
 // ---- GenerateDataKeyPair ---------------------------------------------------

@@ -100,7 +100,7 @@ func opCreateKey(s *Server, r *request) (any, error) {
 
 	id := uuid.NewString()
 	now := s.cfg.Now().UnixNano()
-	material, err := s.newMaterial(r.ctx, id, spec, now)
+	material, err := s.newMaterial(r.ctx, id, spec, usage, now)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,10 @@ type Config struct {
 	// Now is the clock of timestamps and of the leader's schedules
 	// (rotation, deletion); nil = time.Now. Tests pass a fake clock.
 	Now func() time.Time
+	// SealKeyPairs makes every new asymmetric private key in Go, sealed by
+	// the HSM, even where the token could make and use it itself (README
+	// "Asymmetric, HMAC and key-agreement keys").
+	SealKeyPairs bool
 }
 
 // Validate checks the config, naming the bad field.

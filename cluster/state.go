@@ -38,7 +38,8 @@ type Material struct {
 	RotationType string
 	// Form says what Wrapped holds: "" (MaterialAES) an AES-256 key of a
 	// symmetric KMS key; MaterialHSMSecret an HMAC key made in the HSM;
-	// MaterialSealed an AES-256 key that seals Sealed.
+	// MaterialHSMPrivate a private key made in the HSM; MaterialSealed an
+	// AES-256 key that seals Sealed.
 	Form string
 	// Sealed is the private key of an asymmetric KMS key, sealed in the
 	// HSM (AES-256-GCM) under the key Wrapped holds (MaterialSealed only).
@@ -49,9 +50,10 @@ type Material struct {
 
 // Material forms (Material.Form).
 const (
-	MaterialAES       = ""
-	MaterialHSMSecret = "hsm-secret"
-	MaterialSealed    = "sealed"
+	MaterialAES        = ""
+	MaterialHSMSecret  = "hsm-secret"
+	MaterialHSMPrivate = "hsm-private"
+	MaterialSealed     = "sealed"
 )
 
 // Rotation types.

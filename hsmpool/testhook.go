@@ -23,6 +23,17 @@ func (p *Pool) UnsafeExportSecretForTest(ctx context.Context, wrapped []byte) ([
 	return p.unsafeExport(ctx, wrapped, kindHMAC)
 }
 
+// UnsafeExportPrivateForTest is UnsafeExportForTest for a private key made
+// by GenerateWrappedKeyPair: CKA_VALUE is the private scalar of an EC key
+// (RSA keys have no CKA_VALUE).
+func (p *Pool) UnsafeExportPrivateForTest(ctx context.Context, wrapped []byte, spec KeyPairSpec) ([]byte, error) {
+	kind, err := spec.kind()
+	if err != nil {
+		return nil, err
+	}
+	return p.unsafeExport(ctx, wrapped, kind)
+}
+
 func (p *Pool) unsafeExport(ctx context.Context, wrapped []byte, kind keyKind) ([]byte, error) {
 	if ctx == nil {
 		ctx = context.Background()
