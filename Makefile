@@ -48,7 +48,8 @@ fuzz:
 	@set -e; for spec in \
 	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
-	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen; do \
+	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen \
+	  ./agent:FuzzAsymRequest ./hsmpool:FuzzOAEPDecode; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \
