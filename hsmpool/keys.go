@@ -448,21 +448,22 @@ func (p *Pool) destroy(es []*keyEntry) {
 	}
 }
 
-// Forget drops the cached unwrapped handle for wrapped, if any, and
-// destroys its HSM object once no operation is using it.
+// Forget drops the cached unwrapped handles for wrapped (of every kind:
+// AES key, HMAC secret, private key), if any, and destroys their HSM
+// objects once no operation is using them.
 func (p *Pool) Forget(wrapped []byte) {
-	sum := cacheSum(wrapped, kindAES)
+	var dead []*keyEntry
 	p.cacheMu.Lock()
-	e, ok := p.cache[sum]
-	var dead bool
-	if ok {
-		p.removeLocked(e)
-		dead = e.refs == 0
+	for kind := kindAES; kind <= kindLast; kind++ {
+		if e, ok := p.cache[cacheSum(wrapped, kind)]; ok {
+			p.removeLocked(e)
+			if e.refs == 0 {
+				dead = append(dead, e)
+			}
+		}
 	}
 	p.cacheMu.Unlock()
-	if dead {
-		p.destroy([]*keyEntry{e})
-	}
+	p.destroy(dead)
 }
 
 // withKey runs op with the unwrapped handle of wrapped on a lent session,

@@ -19,6 +19,8 @@ const (
 	kindECSign                    // EC private key, CKA_SIGN
 	kindECDerive                  // EC private key, CKA_DERIVE
 	kindEdSign                    // Ed25519 private key, CKA_SIGN
+
+	kindLast = kindEdSign
 )
 
 // template is the unwrap template of the kind. exportable (test hook
