@@ -546,7 +546,7 @@ func oaep(k *cluster.Key, alg *string) (crypto.Hash, string, error) {
 	case "RSAES_OAEP_SHA_256":
 		return crypto.SHA256, name, nil
 	case specSymmetricDefault, "SM2PKE":
-		return 0, "", apiErr(errInvalidKeyUsage, "The encryption algorithm %s is not valid for %s (%s); use RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.", name, k.Arn, k.KeySpec)
+		return 0, "", apiErr(errInvalidKeyUsage, "Algorithm %s is incompatible with key spec %s.", name, k.KeySpec)
 	}
 	return 0, "", validationEnum("encryptionAlgorithm", name, "SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE")
 }
