@@ -440,6 +440,50 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 		}
 	})
 
+	t.Run("ReEncrypt", func(t *testing.T) {
+		r1 := f.key(t, "RSA_2048", "ENCRYPT_DECRYPT")
+		r2 := f.key(t, "RSA_3072", "ENCRYPT_DECRYPT")
+		sym := f.ts.createKey(t)
+		ectx := map[string]string{"k": "v"}
+		pt := []byte("moved between keys")
+		enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: &r1, Plaintext: pt, EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// RSA -> symmetric -> RSA -> RSA, decrypting at the end.
+		toSym, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, SourceKeyId: &r1,
+			SourceEncryptionAlgorithm: "RSAES_OAEP_SHA_1", DestinationKeyId: &sym, DestinationEncryptionContext: ectx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if toSym.SourceEncryptionAlgorithm != "RSAES_OAEP_SHA_1" || toSym.DestinationEncryptionAlgorithm != "SYMMETRIC_DEFAULT" {
+			t.Fatalf("response %+v", toSym)
+		}
+		toRSA, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: toSym.CiphertextBlob, SourceEncryptionContext: ectx,
+			DestinationKeyId: &r2, DestinationEncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toRSA2, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: toRSA.CiphertextBlob, SourceKeyId: &r2,
+			SourceEncryptionAlgorithm: "RSAES_OAEP_SHA_256", DestinationKeyId: &r1, DestinationEncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Decrypt(ctx, &kms.DecryptInput{KeyId: &r1, CiphertextBlob: toRSA2.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+		if err != nil || !bytes.Equal(d.Plaintext, pt) {
+			t.Fatalf("Decrypt after three ReEncrypts: %v", err)
+		}
+		// AWS's rules: the RSA source needs its algorithm, no context on RSA.
+		_, err = c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, SourceKeyId: &r1, DestinationKeyId: &sym})
+		wantAPIError(t, err, "InvalidKeyUsageException")
+		_, err = c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, SourceKeyId: &r1,
+			SourceEncryptionAlgorithm: "RSAES_OAEP_SHA_1", SourceEncryptionContext: ectx, DestinationKeyId: &sym})
+		wantAPIError(t, err, "ValidationException")
+		_, err = c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: enc.CiphertextBlob, SourceKeyId: &r1,
+			SourceEncryptionAlgorithm: "RSAES_OAEP_SHA_256", DestinationKeyId: &sym})
+		wantAPIError(t, err, "InvalidCiphertextException")
+	})
+
 	t.Run("DeriveSharedSecret", func(t *testing.T) {
 		for _, c2 := range []struct {
 			spec  types.KeySpec

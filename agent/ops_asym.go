@@ -642,6 +642,120 @@ func (s *Server) decryptOAEP(ctx context.Context, k *cluster.Key, h crypto.Hash,
 	return pt, nil
 }
 
+// reEncryptInvolvesRSA reports whether the source or destination key of a
+// ReEncrypt is an RSA ENCRYPT_DECRYPT key.
+func (s *Server) reEncryptInvolvesRSA(in *reEncryptRequest) bool {
+	_, src := s.rsaEncryptionKey(in.SourceKeyId)
+	_, dst := s.rsaEncryptionKey(in.DestinationKeyId)
+	return src || dst
+}
+
+// reEncryptRSA is ReEncrypt where the source or the destination (or both)
+// is an RSA key: an RSA source needs SourceKeyId and
+// SourceEncryptionAlgorithm, an RSA destination DestinationEncryptionAlgorithm,
+// and neither takes an encryption context, as in AWS. The plaintext never
+// leaves the server.
+func (s *Server) reEncryptRSA(r *request, in *reEncryptRequest) (any, error) {
+	srcRSA, isSrcRSA := s.rsaEncryptionKey(in.SourceKeyId)
+	dstRSA, isDstRSA := s.rsaEncryptionKey(in.DestinationKeyId)
+	var srcHash, dstHash crypto.Hash
+	var srcAlg, dstAlg string
+	var src, dst *cluster.Key
+	var err error
+	if isSrcRSA {
+		src = srcRSA
+		if err := s.checkKeyState(r.op, src); err != nil {
+			return nil, err
+		}
+		if srcHash, srcAlg, err = oaep(src, in.SourceEncryptionAlgorithm); err != nil {
+			return nil, err
+		}
+		if len(in.SourceEncryptionContext) > 0 {
+			return nil, apiErr(errValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
+		}
+	} else {
+		if err := checkSymmetricAlgorithm(in.SourceEncryptionAlgorithm); err != nil {
+			return nil, err
+		}
+		if in.SourceKeyId != nil {
+			if src, err = s.cryptoKey(r.op, in.SourceKeyId); err != nil {
+				return nil, err
+			}
+		}
+		srcAlg = specSymmetricDefault
+	}
+	if isDstRSA {
+		dst = dstRSA
+		if err := s.checkKeyState(r.op, dst); err != nil {
+			return nil, err
+		}
+		if dstHash, dstAlg, err = oaep(dst, in.DestinationEncryptionAlgorithm); err != nil {
+			return nil, err
+		}
+		if len(in.DestinationEncryptionContext) > 0 {
+			return nil, apiErr(errValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
+		}
+	} else {
+		if err := checkSymmetricAlgorithm(in.DestinationEncryptionAlgorithm); err != nil {
+			return nil, err
+		}
+		if dst, err = s.cryptoKey(r.op, in.DestinationKeyId); err != nil {
+			return nil, err
+		}
+		dstAlg = specSymmetricDefault
+	}
+	if isSrcRSA && len(in.CiphertextBlob) != specs[src.KeySpec].bits/8 {
+		return nil, invalidCiphertext
+	}
+	if in.DryRun {
+		return nil, dryRunOK
+	}
+	out := &reEncryptResponse{SourceEncryptionAlgorithm: srcAlg, DestinationEncryptionAlgorithm: dstAlg}
+	var pt []byte
+	if isSrcRSA {
+		pt, err = s.decryptOAEP(r.ctx, src, srcHash, in.CiphertextBlob)
+		if errors.Is(err, hsmpool.ErrAuthFailed) {
+			return nil, invalidCiphertext
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		var m cluster.Material
+		src, pt, m, err = s.open(r.ctx, r.op, in.CiphertextBlob, in.SourceEncryptionContext, src)
+		if err != nil {
+			return nil, err
+		}
+		out.SourceKeyMaterialId = materialID(m)
+	}
+	defer clear(pt)
+	if isDstRSA {
+		if n := maxOAEPPlaintext(specs[dst.KeySpec].bits, dstHash); len(pt) > n {
+			return nil, apiErr(errValidation, "The plaintext is %d bytes; %s with %s encrypts at most %d.", len(pt), dst.KeySpec, dstAlg, n)
+		}
+		pubAny, err := s.publicKey(dst)
+		if err != nil {
+			return nil, err
+		}
+		pub, ok := pubAny.(*rsa.PublicKey)
+		if !ok {
+			return nil, apiErr(errInvalidKeyUsage, "%s is not an RSA key.", dst.Arn)
+		}
+		if out.CiphertextBlob, err = rsa.EncryptOAEP(dstHash.New(), rand.Reader, pub, pt, nil); err != nil {
+			return nil, err
+		}
+	} else {
+		blob, m, err := s.seal(r.ctx, dst, pt, in.DestinationEncryptionContext)
+		if err != nil {
+			return nil, err
+		}
+		out.CiphertextBlob, out.DestinationKeyMaterialId = blob, materialID(m)
+	}
+	s.usage.record(src.ID, r)
+	out.SourceKeyId, out.KeyId = src.Arn, dst.Arn
+	return out, nil
+}
+
 // ---- GenerateDataKeyPair ---------------------------------------------------
 
 type generateDataKeyPairRequest struct {

@@ -23,6 +23,9 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, err
 	}
+	if s.reEncryptInvolvesRSA(&in) {
+		return s.reEncryptRSA(r, &in)
+	}
 	if err := checkSymmetricAlgorithm(in.SourceEncryptionAlgorithm); err != nil {
 		return nil, err
 	}
