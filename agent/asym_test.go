@@ -966,9 +966,9 @@ print(k.curve.name, k.public_key().public_bytes(Encoding.DER, PublicFormat.Subje
 	checkPublicKeyType(t, types.KeySpec(spec), pubDER)
 }
 
-// TestAsymmetricQuotas checks that Sign and Verify count against the RSA
-// or ECC quota of the key, and GenerateDataKeyPair against its key pair
-// spec's quota, not against the symmetric quota.
+// TestAsymmetricQuotas checks that Sign, Verify, Encrypt and Decrypt count
+// against the RSA or ECC quota of the key, not against the symmetric
+// quota, and symmetric Encrypt still against the symmetric one.
 func TestAsymmetricQuotas(t *testing.T) {
 	lib, label, pin := hsmtest.NewToken(t)
 	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{Quotas: quota.Config{Rates: map[quota.Group]float64{
@@ -993,6 +993,32 @@ func TestAsymmetricQuotas(t *testing.T) {
 	}
 	_, err = c.Sign(ctx, &kms.SignInput{KeyId: rs.KeyMetadata.KeyId, Message: []byte("m"), SigningAlgorithm: "RSASSA_PSS_SHA_256"})
 	wantAPIError(t, err, "ThrottlingException")
+	enc, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "ENCRYPT_DECRYPT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: enc.KeyMetadata.KeyId, Plaintext: []byte("x"), EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
+	wantAPIError(t, err, "ThrottlingException")
+	sym, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: sym.KeyMetadata.KeyId, Plaintext: []byte("x")})
+	wantAPIError(t, err, "ThrottlingException")
+	// With RSA open and symmetric closed, RSA Encrypt passes.
+	ts2 := startTestServerCfg(t, t.TempDir(), func() tokenRef { l, b, p := hsmtest.NewToken(t); return tokenRef{l, b, p} }(),
+		Config{Quotas: quota.Config{Rates: map[quota.Group]float64{quota.Symmetric: 0, "op:CreateKey": -1}}})
+	enc2, err := ts2.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "ENCRYPT_DECRYPT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := ts2.client.Encrypt(ctx, &kms.EncryptInput{KeyId: enc2.KeyMetadata.KeyId, Plaintext: []byte("x"), EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
+	if err != nil {
+		t.Fatalf("RSA Encrypt with the symmetric quota at 0: %v", err)
+	}
+	if _, err := ts2.client.Decrypt(ctx, &kms.DecryptInput{KeyId: enc2.KeyMetadata.KeyId, CiphertextBlob: ct.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_1"}); err != nil {
+		t.Fatalf("RSA Decrypt with the symmetric quota at 0: %v", err)
+	}
 	_, err = c.GenerateRandom(ctx, &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(8)})
 	wantAPIError(t, err, "ThrottlingException")
 }

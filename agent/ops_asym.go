@@ -104,9 +104,11 @@ var sigAlgs = map[string]sigAlg{
 
 // quotaAfterKey lists the operations whose request quota depends on the
 // key (RSA, ECC or a key pair spec): the handler charges it once the key
-// is known, instead of serveAPI.
+// is known, instead of serveAPI. Encrypt, Decrypt and ReEncrypt charge the
+// symmetric quota as soon as they know the key is not an RSA key.
 var quotaAfterKey = map[string]bool{
 	"Sign": true, "Verify": true, "GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
+	"Encrypt": true, "Decrypt": true, "ReEncrypt": true,
 }
 
 // allowKeyQuota charges the quota of op on a key (or key pair) of spec.
@@ -556,6 +558,9 @@ func oaep(k *cluster.Key, alg *string) (crypto.Hash, string, error) {
 func maxOAEPPlaintext(bits int, h crypto.Hash) int { return bits/8 - 2*h.Size() - 2 }
 
 func (s *Server) encryptRSA(r *request, in *encryptRequest, k *cluster.Key) (any, error) {
+	if err := s.allowKeyQuota(r.op, k.KeySpec); err != nil {
+		return nil, err
+	}
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
@@ -589,6 +594,9 @@ func (s *Server) encryptRSA(r *request, in *encryptRequest, k *cluster.Key) (any
 }
 
 func (s *Server) decryptRSA(r *request, in *decryptRequest, k *cluster.Key) (any, error) {
+	if err := s.allowKeyQuota(r.op, k.KeySpec); err != nil {
+		return nil, err
+	}
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
@@ -658,6 +666,20 @@ func (s *Server) reEncryptInvolvesRSA(in *reEncryptRequest) bool {
 func (s *Server) reEncryptRSA(r *request, in *reEncryptRequest) (any, error) {
 	srcRSA, isSrcRSA := s.rsaEncryptionKey(in.SourceKeyId)
 	dstRSA, isDstRSA := s.rsaEncryptionKey(in.DestinationKeyId)
+	// ReEncrypt counts against the quota of each key's spec.
+	if s.quota != nil {
+		srcSpec, dstSpec := specSymmetricDefault, specSymmetricDefault
+		if isSrcRSA {
+			srcSpec = srcRSA.KeySpec
+		}
+		if isDstRSA {
+			dstSpec = dstRSA.KeySpec
+		}
+		groups := append(append([]quota.Group(nil), quota.GroupFor(r.op, srcSpec)...), quota.GroupFor(r.op, dstSpec)...)
+		if err := s.quota.Allow(s.cfg.AccountID, groups...); err != nil {
+			return nil, err
+		}
+	}
 	var srcHash, dstHash crypto.Hash
 	var srcAlg, dstAlg string
 	var src, dst *cluster.Key

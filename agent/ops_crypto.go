@@ -59,6 +59,9 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if k, ok := s.rsaEncryptionKey(in.KeyId); ok {
 		return s.encryptRSA(r, &in, k)
 	}
+	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
+		return nil, err
+	}
 	k, err := s.cryptoKey(r.op, in.KeyId)
 	if err != nil {
 		return nil, err
@@ -93,6 +96,9 @@ func opDecrypt(s *Server, r *request) (any, error) {
 	}
 	if k, ok := s.rsaEncryptionKey(in.KeyId); ok {
 		return s.decryptRSA(r, &in, k)
+	}
+	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
+		return nil, err
 	}
 	if err := checkSymmetricAlgorithm(in.EncryptionAlgorithm); err != nil {
 		return nil, err

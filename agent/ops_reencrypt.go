@@ -26,6 +26,9 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 	if s.reEncryptInvolvesRSA(&in) {
 		return s.reEncryptRSA(r, &in)
 	}
+	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
+		return nil, err
+	}
 	if err := checkSymmetricAlgorithm(in.SourceEncryptionAlgorithm); err != nil {
 		return nil, err
 	}
