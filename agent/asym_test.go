@@ -145,6 +145,9 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 				t.Fatal(err)
 			}
 			md := d.KeyMetadata
+			if md.CurrentKeyMaterialId != nil {
+				t.Errorf("%s: CurrentKeyMaterialId %s on a key that is not symmetric", e.spec, *md.CurrentKeyMaterialId)
+			}
 			if md.KeySpec != e.spec || md.KeyUsage != e.usage || string(md.CustomerMasterKeySpec) != string(e.spec) {
 				t.Errorf("%s/%s: metadata spec %s usage %s", e.spec, e.usage, md.KeySpec, md.KeyUsage)
 			}

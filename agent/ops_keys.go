@@ -129,7 +129,8 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 		CustomerMasterKeySpec: k.KeySpec, KeySpec: k.KeySpec, MultiRegion: k.MultiRegion,
 	}
 	setAlgorithms(k.KeySpec, k.KeyUsage, &md.EncryptionAlgorithms, &md.SigningAlgorithms, &md.MacAlgorithms, &md.KeyAgreementAlgorithms)
-	if m, ok := k.CurrentMaterial(); ok {
+	// AWS reports CurrentKeyMaterialId for symmetric encryption keys only.
+	if m, ok := k.CurrentMaterial(); ok && k.KeySpec == specSymmetricDefault {
 		md.CurrentKeyMaterialId = materialID(m)
 	}
 	if k.State == cluster.StatePendingDeletion {
