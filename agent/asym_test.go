@@ -613,6 +613,28 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 		wantAPIError(t, err, "InvalidKeyUsageException")
 	})
 
+	t.Run("UpdateAlias", func(t *testing.T) {
+		// The new target must have the same key type (symmetric,
+		// asymmetric or HMAC) and usage; the spec may differ.
+		name := "alias/asym-" + strconv.FormatBool(sealAll)
+		rs := f.key(t, "RSA_2048", "SIGN_VERIFY")
+		if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: &name, TargetKeyId: &rs}); err != nil {
+			t.Fatal(err)
+		}
+		ec := f.key(t, "ECC_NIST_P256", "SIGN_VERIFY")
+		if _, err := c.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: &name, TargetKeyId: &ec}); err != nil {
+			t.Fatalf("UpdateAlias RSA -> ECC signing key: %v", err)
+		}
+		for _, other := range []string{f.key(t, "ECC_NIST_P256", "KEY_AGREEMENT"), f.key(t, "HMAC_256", "GENERATE_VERIFY_MAC"), f.ts.createKey(t)} {
+			_, err := c.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: &name, TargetKeyId: aws.String(other)})
+			wantAPIError(t, err, "ValidationException")
+		}
+		// Sign through the alias.
+		if _, err := c.Sign(ctx, &kms.SignInput{KeyId: &name, Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256"}); err != nil {
+			t.Fatalf("Sign by alias: %v", err)
+		}
+	})
+
 	t.Run("RotationRefused", func(t *testing.T) {
 		for _, k := range []string{f.key(t, "ECC_NIST_P256", "SIGN_VERIFY"), f.key(t, "HMAC_256", "GENERATE_VERIFY_MAC")} {
 			_, err := c.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &k})

@@ -141,6 +141,18 @@ func setAlgorithms(spec, usage string, enc, sig, mac, ka *[]string) {
 	}
 }
 
+// keyType is the key type UpdateAlias compares: symmetric, asymmetric
+// (any key pair spec) or HMAC (any HMAC spec).
+func keyType(spec string) string {
+	switch specs[spec].family {
+	case famSymmetric:
+		return "symmetric"
+	case famHMAC:
+		return "hmac"
+	}
+	return "asymmetric"
+}
+
 // isAsymmetric reports whether spec names a key pair.
 func isAsymmetric(spec string) bool {
 	f := specs[spec].family
