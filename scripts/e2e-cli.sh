@@ -158,6 +158,27 @@ if out=$(kms create-key --key-spec HMAC_256 --key-usage GENERATE_VERIFY_MAC 2>&1
     && bad "verify-mac of another message" || { grep -q KMSInvalidMacException <<<"$out" && ok "other message -> KMSInvalidMacException" || bad "verify-mac other" "$out"; }
 else bad "create-key HMAC_256" "$out"; fi
 
+# ECDH: kmsd and openssl derive the same secret from the two key pairs.
+if out=$(kms create-key --key-spec ECC_NIST_P384 --key-usage KEY_AGREEMENT 2>&1); then
+  ekey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  kms get-public-key --key-id "$ekey" | field "['PublicKey']" | base64 -d >"$work/kms-ecdh.der"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$work/peer.pem" 2>/dev/null
+  openssl pkey -in "$work/peer.pem" -pubout -outform DER -out "$work/peer.der"
+  if out=$(kms derive-shared-secret --key-id "$ekey" --key-agreement-algorithm ECDH --public-key "fileb://$work/peer.der" 2>&1); then
+    field "['SharedSecret']" <<<"$out" | base64 -d >"$work/ss.kms"
+    openssl pkeyutl -derive -inkey "$work/peer.pem" -peerkey "$work/kms-ecdh.der" -peerform DER -out "$work/ss.openssl" 2>/dev/null
+    cmp -s "$work/ss.kms" "$work/ss.openssl" && ok "derive-shared-secret matches openssl" || bad "derive-shared-secret differs from openssl"
+  else bad "derive-shared-secret" "$out"; fi
+else bad "create-key ECC_NIST_P384 KEY_AGREEMENT" "$out"; fi
+# A data key pair: the private key decrypts and openssl reads it.
+if out=$(kms generate-data-key-pair --key-id "$key" --key-pair-spec ECC_NIST_P256 2>&1); then
+  field "['PrivateKeyCiphertextBlob']" <<<"$out" | base64 -d >"$work/dkp.ct"
+  field "['PrivateKeyPlaintext']" <<<"$out" | base64 -d >"$work/dkp.der"
+  dec=$(kms decrypt --ciphertext-blob "fileb://$work/dkp.ct" | field "['Plaintext']" | base64 -d | base64 -w0)
+  [ "$dec" = "$(base64 -w0 <"$work/dkp.der")" ] && openssl pkey -inform DER -in "$work/dkp.der" -noout 2>/dev/null \
+    && ok "generate-data-key-pair" || bad "generate-data-key-pair"
+else bad "generate-data-key-pair" "$out"; fi
+
 # The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
 if [ -d test/interop/js/node_modules ]; then
   arn=$(kms describe-key --key-id "$key" | field "['KeyMetadata']['Arn']")
