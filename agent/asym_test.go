@@ -1047,3 +1047,68 @@ func TestAsymmetricQuotas(t *testing.T) {
 	_, err = c.GenerateRandom(ctx, &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(8)})
 	wantAPIError(t, err, "ThrottlingException")
 }
+
+// TestSpecUsageMatrix checks every KeySpec × KeyUsage pair of the API
+// model against the usages AWS allows, written out here.
+func TestSpecUsageMatrix(t *testing.T) {
+	allowed := map[string][]string{
+		"SYMMETRIC_DEFAULT": {"ENCRYPT_DECRYPT"},
+		"RSA_2048":          {"ENCRYPT_DECRYPT", "SIGN_VERIFY"}, "RSA_3072": {"ENCRYPT_DECRYPT", "SIGN_VERIFY"}, "RSA_4096": {"ENCRYPT_DECRYPT", "SIGN_VERIFY"},
+		"ECC_NIST_P256": {"SIGN_VERIFY", "KEY_AGREEMENT"}, "ECC_NIST_P384": {"SIGN_VERIFY", "KEY_AGREEMENT"}, "ECC_NIST_P521": {"SIGN_VERIFY", "KEY_AGREEMENT"},
+		"ECC_SECG_P256K1": {"SIGN_VERIFY"}, "ECC_NIST_EDWARDS25519": {"SIGN_VERIFY"},
+		"ML_DSA_44": {"SIGN_VERIFY"}, "ML_DSA_65": {"SIGN_VERIFY"}, "ML_DSA_87": {"SIGN_VERIFY"},
+		"HMAC_224": {"GENERATE_VERIFY_MAC"}, "HMAC_256": {"GENERATE_VERIFY_MAC"}, "HMAC_384": {"GENERATE_VERIFY_MAC"}, "HMAC_512": {"GENERATE_VERIFY_MAC"},
+	}
+	for _, spec := range keySpecs {
+		for _, usage := range keyUsages {
+			err := checkSpecUsage(spec, usage)
+			want := ""
+			switch {
+			case spec == "SM2":
+				want = errUnsupported
+			case !oneOf(usage, allowed[spec]):
+				want = errValidation
+			}
+			got := ""
+			if err != nil {
+				got = err.(*APIError).Type
+			}
+			if got != want {
+				t.Errorf("%s/%s: %q, want %q", spec, usage, got, want)
+			}
+		}
+	}
+}
+
+// TestSignInputRules is the MessageType and length table of Sign and
+// Verify, per algorithm, without a server.
+func TestSignInputRules(t *testing.T) {
+	for _, c := range []struct {
+		alg  string
+		mt   string
+		n    int
+		want string // "" = accepted
+	}{
+		{"RSASSA_PSS_SHA_256", "DIGEST", 32, ""}, {"RSASSA_PSS_SHA_256", "DIGEST", 33, errValidation},
+		{"RSASSA_PSS_SHA_384", "DIGEST", 48, ""}, {"RSASSA_PSS_SHA_384", "DIGEST", 32, errValidation},
+		{"RSASSA_PKCS1_V1_5_SHA_512", "DIGEST", 64, ""}, {"RSASSA_PKCS1_V1_5_SHA_512", "DIGEST", 48, errValidation},
+		{"ECDSA_SHA_256", "RAW", 4096, ""}, {"ECDSA_SHA_256", "EXTERNAL_MU", 64, errValidation},
+		{"ECDSA_SHA_512", "DIGEST", 64, ""}, {"ECDSA_SHA_384", "DIGEST", 64, errValidation},
+		{"ED25519_SHA_512", "RAW", 1, ""}, {"ED25519_SHA_512", "DIGEST", 64, errValidation}, {"ED25519_SHA_512", "EXTERNAL_MU", 64, errValidation},
+		{"ED25519_PH_SHA_512", "DIGEST", 64, ""}, {"ED25519_PH_SHA_512", "DIGEST", 32, errValidation}, {"ED25519_PH_SHA_512", "RAW", 64, errValidation},
+		{"ML_DSA_SHAKE_256", "RAW", 4096, ""}, {"ML_DSA_SHAKE_256", "EXTERNAL_MU", 64, ""}, {"ML_DSA_SHAKE_256", "EXTERNAL_MU", 65, errValidation},
+		{"ML_DSA_SHAKE_256", "DIGEST", 64, errValidation},
+	} {
+		out, err := signInput(c.alg, sigAlgs[c.alg], c.mt, make([]byte, c.n))
+		got := ""
+		if err != nil {
+			got = err.(*APIError).Type
+		}
+		if got != c.want {
+			t.Errorf("%s %s %d bytes: %q, want %q", c.alg, c.mt, c.n, got, c.want)
+		}
+		if err == nil && sigAlgs[c.alg].kind == sigEd25519ph && len(out) != 64 {
+			t.Errorf("Ed25519ph input is %d bytes, want SHA-512's 64", len(out))
+		}
+	}
+}
