@@ -277,8 +277,8 @@ func TestBadInput(t *testing.T) {
 			_, err := ts.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x"), DryRun: aws.Bool(true)})
 			return err
 		}, "DryRunOperationException"},
-		{"rsa spec", func() error {
-			_, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
+		{"sm2 spec", func() error {
+			_, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify})
 			return err
 		}, "UnsupportedOperationException"},
 		{"bad policy", func() error {

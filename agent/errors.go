@@ -94,6 +94,7 @@ var errorTable = []struct {
 	{hsmpool.ErrAuthFailed, errInvalidCiphertext, 400, "The ciphertext is invalid or was not made by this key."},
 	{hsmpool.ErrExhausted, errInternal, 500, "No HSM session was free in time. Retry the request."},
 	{hsmpool.ErrClosed, errInternal, 500, "The HSM is not available."},
+	{hsmpool.ErrUnsupported, errInternal, 500, "This node's HSM does not support the key's mechanism."},
 	{cluster.ErrNotLeader, errInternal, 500, "The cluster has no leader for metadata writes. Retry the request."},
 	{cluster.ErrTimeout, errDependencyTimeout, 500, "The replicated state did not answer in time."},
 	{cluster.ErrClosed, errInternal, 500, "The node is shutting down."},

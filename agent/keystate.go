@@ -76,6 +76,7 @@ var keyStateTable = map[string][numCols]stateRule{
 	"GenerateMac":                         {ok_, r1, r3, rNA, rNA, r14, ok_},
 	"VerifyMac":                           {ok_, r1, r3, rNA, rNA, r14, ok_},
 	"GetPublicKey":                        {ok_, r1, r3, rNA, rNA, r14, ok_},
+	"DeriveSharedSecret":                  {ok_, r1, r3, rNA, rNA, r14, ok_},
 	"DescribeKey":                         rowAnyState,
 	"GetKeyPolicy":                        rowAnyState,
 	"PutKeyPolicy":                        rowAnyState,

@@ -85,5 +85,7 @@ func wipeResponse(v any) {
 		clear(r.Plaintext)
 	case *generateRandomResponse:
 		clear(r.Plaintext)
+	case interface{ wipe() }:
+		r.wipe()
 	}
 }

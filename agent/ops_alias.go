@@ -124,7 +124,7 @@ func opUpdateAlias(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if old, ok := s.node.Key(cur.TargetKeyID); ok && (old.KeyUsage != k.KeyUsage || old.KeySpec != k.KeySpec) {
+	if old, ok := s.node.Key(cur.TargetKeyID); ok && (old.KeyUsage != k.KeyUsage || keyType(old.KeySpec) != keyType(k.KeySpec)) {
 		return nil, apiErr(errValidation, "The new target key must have the same key type and key usage as the current one.")
 	}
 	_, err = s.apply(r.ctx, &cluster.UpdateAlias{Name: name, TargetKeyID: k.ID, Updated: s.cfg.Now().UnixNano()})

@@ -64,6 +64,12 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if err := checkContext(in.EncryptionContext); err != nil {
 		return nil, err
 	}
+	if k, ok := s.rsaEncryptionKey(r, in.KeyId); ok {
+		return s.encryptRSA(r, &in, k)
+	}
+	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
+		return nil, err
+	}
 	k, err := s.cryptoKey(r, in.KeyId, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens})
 	if err != nil {
 		return nil, err
@@ -94,6 +100,12 @@ func opDecrypt(s *Server, r *request) (any, error) {
 		return nil, validationLength("ciphertextBlob", 1, maxCiphertext)
 	}
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
+		return nil, err
+	}
+	if k, ok := s.rsaEncryptionKey(r, in.KeyId); ok {
+		return s.decryptRSA(r, &in, k)
+	}
+	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
 		return nil, err
 	}
 	if err := checkSymmetricAlgorithm(in.EncryptionAlgorithm); err != nil {

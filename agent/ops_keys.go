@@ -67,11 +67,8 @@ func opCreateKey(s *Server, r *request) (any, error) {
 			return nil, validationEnum("origin", origin, strings.Join(origins, ", "))
 		}
 	}
-	if spec != specSymmetricDefault {
-		return nil, apiErr(errUnsupported, "KeySpec %s is not supported by this kmsd yet; only SYMMETRIC_DEFAULT is.", spec)
-	}
-	if usage != usageEncryptDecrypt {
-		return nil, apiErr(errValidation, "KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
+	if err := checkSpecUsage(spec, usage); err != nil {
+		return nil, err
 	}
 	if origin != originAWSKMS {
 		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet; only AWS_KMS is.", origin)
@@ -106,16 +103,16 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		policy = *in.Policy
 	}
 
-	wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
+	now := s.cfg.Now().UnixNano()
+	material, err := s.newMaterial(r.ctx, id, spec, usage, now)
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now().UnixNano()
 	k := &cluster.Key{
 		ID: id, Arn: s.keyArn(id), AccountID: s.cfg.AccountID, Created: now,
 		Description: desc, KeySpec: spec, KeyUsage: usage, Origin: origin, KeyManager: "CUSTOMER",
 		State:     cluster.StateEnabled,
-		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
+		Materials: []cluster.Material{material},
 		Tags:      tags, Policy: policy,
 	}
 	_, err = s.apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
@@ -135,10 +132,9 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 		KeyState: k.State, Origin: k.Origin, KeyManager: k.KeyManager,
 		CustomerMasterKeySpec: k.KeySpec, KeySpec: k.KeySpec, MultiRegion: k.MultiRegion,
 	}
-	if k.KeySpec == specSymmetricDefault {
-		md.EncryptionAlgorithms = []string{specSymmetricDefault}
-	}
-	if m, ok := k.CurrentMaterial(); ok {
+	setAlgorithms(k.KeySpec, k.KeyUsage, &md.EncryptionAlgorithms, &md.SigningAlgorithms, &md.MacAlgorithms, &md.KeyAgreementAlgorithms)
+	// AWS reports CurrentKeyMaterialId for symmetric encryption keys only.
+	if m, ok := k.CurrentMaterial(); ok && k.KeySpec == specSymmetricDefault {
 		md.CurrentKeyMaterialId = materialID(m)
 	}
 	if k.State == cluster.StatePendingDeletion {

@@ -23,6 +23,12 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, err
 	}
+	if s.reEncryptInvolvesRSA(r, &in) {
+		return s.reEncryptRSA(r, &in)
+	}
+	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
+		return nil, err
+	}
 	if err := checkSymmetricAlgorithm(in.SourceEncryptionAlgorithm); err != nil {
 		return nil, err
 	}

@@ -57,6 +57,10 @@ type Config struct {
 	// Audit receives one record per API call; nil = no audit log. The
 	// caller opens and closes it.
 	Audit *audit.Logger
+	// SealKeyPairs makes every new asymmetric private key in Go, sealed by
+	// the HSM, even where the token could make and use it itself (README
+	// "Asymmetric, HMAC and key-agreement keys").
+	SealKeyPairs bool
 }
 
 // Validate checks the config, naming the bad field.
@@ -332,7 +336,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	r.body = ctx.PostBody()
 	// The body may carry plaintext (Encrypt): zero fasthttp's copy when done.
 	defer clear(ctx.Request.Body())
-	if s.quota != nil {
+	if s.quota != nil && !quotaAfterKey[op] {
 		if err := s.quota.Allow(s.cfg.AccountID, quota.GroupFor(op, "")...); err != nil {
 			s.writeError(ctx, r, start, err)
 			return

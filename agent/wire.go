@@ -47,6 +47,9 @@ type keyMetadata struct {
 	CustomerMasterKeySpec       string   `json:"CustomerMasterKeySpec"`
 	KeySpec                     string   `json:"KeySpec"`
 	EncryptionAlgorithms        []string `json:"EncryptionAlgorithms,omitempty"`
+	SigningAlgorithms           []string `json:"SigningAlgorithms,omitempty"`
+	MacAlgorithms               []string `json:"MacAlgorithms,omitempty"`
+	KeyAgreementAlgorithms      []string `json:"KeyAgreementAlgorithms,omitempty"`
 	MultiRegion                 bool     `json:"MultiRegion"`
 	CurrentKeyMaterialId        string   `json:"CurrentKeyMaterialId,omitempty"`
 }

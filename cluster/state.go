@@ -36,7 +36,25 @@ type Material struct {
 	// RotationType is "" for a key's first material, else AUTOMATIC or
 	// ON_DEMAND; Created is then the rotation date.
 	RotationType string
+	// Form says what Wrapped holds: "" (MaterialAES) an AES-256 key of a
+	// symmetric KMS key; MaterialHSMSecret an HMAC key made in the HSM;
+	// MaterialHSMPrivate a private key made in the HSM; MaterialSealed an
+	// AES-256 key that seals Sealed.
+	Form string
+	// Sealed is the private key of an asymmetric KMS key, sealed in the
+	// HSM (AES-256-GCM) under the key Wrapped holds (MaterialSealed only).
+	Sealed []byte
+	// Public is the DER SubjectPublicKeyInfo of an asymmetric KMS key.
+	Public []byte
 }
+
+// Material forms (Material.Form).
+const (
+	MaterialAES        = ""
+	MaterialHSMSecret  = "hsm-secret"
+	MaterialHSMPrivate = "hsm-private"
+	MaterialSealed     = "sealed"
+)
 
 // Rotation types.
 const (

@@ -5,7 +5,14 @@
 // needs: a non-extractable AES-256 domain key on the token
 // (EnsureDomainKey), fresh AES-256 key material generated in the HSM and
 // returned only wrapped by the domain key (GenerateWrappedKey), AES-256-GCM
-// with such wrapped material (Seal, Open), and random bytes (Random).
+// with such wrapped material (Seal, Open), and random bytes (Random). HMAC
+// secrets (GenerateWrappedSecret, HMAC, VerifyHMAC) and RSA, EC and Ed25519
+// key pairs (GenerateWrappedKeyPair, SignRSA, SignECDSA, SignEd25519,
+// DecryptOAEP, DeriveECDH) are made in the HSM and kept the same way: only
+// wrapped by the domain key outside it, unwrapped into cached
+// non-extractable session objects for use. Supports reports which key pairs
+// the token's mechanisms allow. A wrapped key carries no usage: the caller
+// picks the operation and must enforce the key's usage itself.
 // InitToken, TokenExists, FindSoftHSM and WriteSoftHSMConfig provision
 // SoftHSM2 tokens for tests and single-node deployments.
 //

@@ -19,6 +19,8 @@ const (
 	// output is a multiple of 8 bytes and at least 16.
 	minWrapped = 16
 	maxWrapped = 1024
+	// Bound on a wrapped private key (PKCS#8 of RSA-4096 is about 2.4 KB).
+	maxWrappedPrivate = 8192
 )
 
 // keyEntry is one unwrapped key held as a session object of the keeper
@@ -267,7 +269,7 @@ func (p *Pool) dropCacheLocked() {
 
 // unwrap unwraps wrapped into a non-extractable session object of the
 // keeper session and returns its handle and the keeper generation.
-func (p *Pool) unwrap(wrapped []byte) (pkcs11.ObjectHandle, uint64, error) {
+func (p *Pool) unwrap(wrapped []byte, kind keyKind) (pkcs11.ObjectHandle, uint64, error) {
 	p.keeperMu.Lock()
 	if p.closed.Load() {
 		p.keeperMu.Unlock()
@@ -280,7 +282,7 @@ func (p *Pool) unwrap(wrapped []byte) (pkcs11.ObjectHandle, uint64, error) {
 		}
 	}
 	gen := p.gen
-	h, err := p.unwrapWith(p.keeper, wrapped, false)
+	h, err := p.unwrapKind(p.keeper, wrapped, false, kind)
 	p.keeperMu.Unlock()
 	if err != nil && sessionBad(err) {
 		p.resetKeeper(gen)
@@ -291,23 +293,23 @@ func (p *Pool) unwrap(wrapped []byte) (pkcs11.ObjectHandle, uint64, error) {
 // unwrapWith unwraps wrapped with the domain key on session sh. exportable
 // makes the object extractable and not sensitive (test hook only).
 func (p *Pool) unwrapWith(sh pkcs11.SessionHandle, wrapped []byte, exportable bool) (pkcs11.ObjectHandle, error) {
-	if len(wrapped) < minWrapped || len(wrapped) > maxWrapped || len(wrapped)%8 != 0 {
+	return p.unwrapKind(sh, wrapped, exportable, kindAES)
+}
+
+// unwrapKind unwraps wrapped as a key of the given kind.
+func (p *Pool) unwrapKind(sh pkcs11.SessionHandle, wrapped []byte, exportable bool, kind keyKind) (pkcs11.ObjectHandle, error) {
+	limit := maxWrapped
+	if kind >= kindRSASign {
+		limit = maxWrappedPrivate
+	}
+	if len(wrapped) < minWrapped || len(wrapped) > limit || len(wrapped)%8 != 0 {
 		return 0, fmt.Errorf("%w: wrapped key has invalid length %d", ErrAuthFailed, len(wrapped))
 	}
 	dk, err := p.domainKey(sh)
 	if err != nil {
 		return 0, err
 	}
-	h, err := p.ctx.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.wrapMech, nil)}, dk, wrapped, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, !exportable),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, exportable),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-	})
+	h, err := p.ctx.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.wrapMech, nil)}, dk, wrapped, kind.template(exportable))
 	switch {
 	case err == nil:
 		return h, nil
@@ -323,8 +325,8 @@ func (p *Pool) unwrapWith(sh pkcs11.SessionHandle, wrapped []byte, exportable bo
 // key returns the cached entry for wrapped, unwrapping it on a miss
 // (once, however many callers ask concurrently). The caller must
 // releaseKey the entry.
-func (p *Pool) key(ctx context.Context, wrapped []byte) (*keyEntry, error) {
-	sum := sha256.Sum256(wrapped)
+func (p *Pool) key(ctx context.Context, wrapped []byte, kind keyKind) (*keyEntry, error) {
+	sum := cacheSum(wrapped, kind)
 	p.cacheMu.Lock()
 	if e, ok := p.cache[sum]; ok {
 		e.refs++
@@ -353,7 +355,7 @@ func (p *Pool) key(ctx context.Context, wrapped []byte) (*keyEntry, error) {
 	p.cacheMu.Unlock()
 	p.destroy(victims)
 
-	h, gen, err := p.unwrap(wrapped)
+	h, gen, err := p.unwrap(wrapped, kind)
 	p.cacheMu.Lock()
 	e.h, e.gen, e.err = h, gen, err
 	if err != nil && !e.evicted {
@@ -366,6 +368,21 @@ func (p *Pool) key(ctx context.Context, wrapped []byte) (*keyEntry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// cacheSum names the cache entry of wrapped unwrapped as kind: one
+// wrapped key unwrapped as two kinds is two objects with different
+// attributes, never one object serving both.
+func cacheSum(wrapped []byte, kind keyKind) [32]byte {
+	if kind == kindAES {
+		return sha256.Sum256(wrapped)
+	}
+	h := sha256.New()
+	h.Write([]byte{byte(kind)})
+	h.Write(wrapped)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // touchLocked moves e to the front of the LRU list.
@@ -431,28 +448,35 @@ func (p *Pool) destroy(es []*keyEntry) {
 	}
 }
 
-// Forget drops the cached unwrapped handle for wrapped, if any, and
-// destroys its HSM object once no operation is using it.
+// Forget drops the cached unwrapped handles for wrapped (of every kind:
+// AES key, HMAC secret, private key), if any, and destroys their HSM
+// objects once no operation is using them.
 func (p *Pool) Forget(wrapped []byte) {
-	sum := sha256.Sum256(wrapped)
+	var dead []*keyEntry
 	p.cacheMu.Lock()
-	e, ok := p.cache[sum]
-	var dead bool
-	if ok {
-		p.removeLocked(e)
-		dead = e.refs == 0
+	for kind := kindAES; kind <= kindLast; kind++ {
+		if e, ok := p.cache[cacheSum(wrapped, kind)]; ok {
+			p.removeLocked(e)
+			if e.refs == 0 {
+				dead = append(dead, e)
+			}
+		}
 	}
 	p.cacheMu.Unlock()
-	if dead {
-		p.destroy([]*keyEntry{e})
-	}
+	p.destroy(dead)
 }
 
 // withKey runs op with the unwrapped handle of wrapped on a lent session,
 // retrying once after a stale handle or a repaired session.
 func (p *Pool) withKey(ctx context.Context, wrapped []byte, op func(s *Session, e *keyEntry) error) error {
+	return p.withKeyKind(ctx, wrapped, kindAES, op)
+}
+
+// withKeyKind is withKey for a wrapped key of the given kind. A wrapped
+// key is always used as one kind (the cache is keyed by its bytes).
+func (p *Pool) withKeyKind(ctx context.Context, wrapped []byte, kind keyKind, op func(s *Session, e *keyEntry) error) error {
 	return p.retry(ctx, func() error {
-		e, err := p.key(ctx, wrapped)
+		e, err := p.key(ctx, wrapped, kind)
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,8 @@ type Pool struct {
 	cfg      Config
 	mod      *module
 	ctx      *pkcs11.Ctx
-	wrapMech uint // CKM_AES_KEY_WRAP_PAD, or CKM_AES_KEY_WRAP where unsupported
+	wrapMech uint          // CKM_AES_KEY_WRAP_PAD, or CKM_AES_KEY_WRAP where unsupported
+	mechs    map[uint]bool // the token's mechanisms (read-only after start)
 
 	slotMu sync.Mutex
 	slot   uint
@@ -185,6 +186,7 @@ func (p *Pool) pickMechanisms(slot uint) error {
 	for _, m := range mechs {
 		has[m.Mechanism] = true
 	}
+	p.mechs = has
 	for _, m := range []uint{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_GCM} {
 		if !has[m] {
 			return fmt.Errorf("hsmpool: token does not support mechanism %#x", m)

@@ -14,13 +14,34 @@ import (
 // It exists only in builds with the kmsdtest tag, for tests that look for
 // key material where it must not be (data directories, logs).
 func (p *Pool) UnsafeExportForTest(ctx context.Context, wrapped []byte) ([]byte, error) {
+	return p.unsafeExport(ctx, wrapped, kindAES)
+}
+
+// UnsafeExportSecretForTest is UnsafeExportForTest for a secret made by
+// GenerateWrappedSecret.
+func (p *Pool) UnsafeExportSecretForTest(ctx context.Context, wrapped []byte) ([]byte, error) {
+	return p.unsafeExport(ctx, wrapped, kindHMAC)
+}
+
+// UnsafeExportPrivateForTest is UnsafeExportForTest for a private key made
+// by GenerateWrappedKeyPair: CKA_VALUE is the private scalar of an EC key
+// (RSA keys have no CKA_VALUE).
+func (p *Pool) UnsafeExportPrivateForTest(ctx context.Context, wrapped []byte, spec KeyPairSpec) ([]byte, error) {
+	kind, err := spec.kind()
+	if err != nil {
+		return nil, err
+	}
+	return p.unsafeExport(ctx, wrapped, kind)
+}
+
+func (p *Pool) unsafeExport(ctx context.Context, wrapped []byte, kind keyKind) ([]byte, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	var out []byte
 	err := p.retry(ctx, func() error {
 		return p.Do(ctx, func(s *Session) error {
-			h, err := p.unwrapWith(s.handle, wrapped, true)
+			h, err := p.unwrapKind(s.handle, wrapped, true, kind)
 			if err != nil {
 				return err
 			}

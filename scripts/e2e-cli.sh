@@ -144,6 +144,65 @@ out=$(kms put-key-policy --key-id "$key" --policy-name default --policy "file://
 out=$(ukms encrypt --key-id "$key" --plaintext "fileb://$work/pt" 2>&1) && ok "encrypt allowed by key policy" || bad "encrypt allowed by key policy" "$out"
 grep -q '"errorCode":"AccessDeniedException"' "$work/data/audit/audit.log" 2>/dev/null && ok "audit log records the denial" || bad "audit log"
 
+# Asymmetric and HMAC keys (issue #6): sign, verify, get-public-key; openssl
+# verifies kmsd's signatures with the public key get-public-key returns.
+for spec_alg in ECC_NIST_P256:ECDSA_SHA_256:sha256: RSA_2048:RSASSA_PSS_SHA_256:sha256:pss; do
+  IFS=: read -r spec alg dgst pad <<<"$spec_alg"
+  if ! out=$(kms create-key --key-spec "$spec" --key-usage SIGN_VERIFY 2>&1); then bad "create-key $spec" "$out"; continue; fi
+  akey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  grep -q "$alg" <<<"$out" && ok "create-key $spec SIGN_VERIFY lists $alg" || bad "create-key $spec algorithms" "$out"
+  if out=$(kms sign --key-id "$akey" --message "fileb://$work/pt" --message-type RAW --signing-algorithm "$alg" 2>&1); then
+    field "['Signature']" <<<"$out" | base64 -d >"$work/sig"; ok "sign $spec $alg"
+  else bad "sign $spec" "$out"; continue; fi
+  out=$(kms verify --key-id "$akey" --message "fileb://$work/pt" --message-type RAW --signing-algorithm "$alg" --signature "fileb://$work/sig" 2>&1) \
+    && [ "$(field "['SignatureValid']" <<<"$out")" = True ] && ok "verify $spec" || bad "verify $spec" "$out"
+  printf 'hello, kmsd!' >"$work/pt2"
+  out=$(kms verify --key-id "$akey" --message "fileb://$work/pt2" --message-type RAW --signing-algorithm "$alg" --signature "fileb://$work/sig" 2>&1) \
+    && bad "verify of another message succeeded" || { grep -q KMSInvalidSignatureException <<<"$out" && ok "other message -> KMSInvalidSignatureException" || bad "verify other message" "$out"; }
+  openssl dgst "-$dgst" -binary "$work/pt" >"$work/digest"
+  out=$(kms sign --key-id "$akey" --message "fileb://$work/digest" --message-type DIGEST --signing-algorithm "$alg" 2>&1) \
+    && field "['Signature']" <<<"$out" | base64 -d >"$work/sig.d" && ok "sign DIGEST $spec" || bad "sign DIGEST $spec" "$out"
+  if out=$(kms get-public-key --key-id "$akey" 2>&1) && [ "$(field "['KeySpec']" <<<"$out")" = "$spec" ]; then
+    field "['PublicKey']" <<<"$out" | base64 -d >"$work/pub.der"; ok "get-public-key $spec"
+  else bad "get-public-key $spec" "$out"; continue; fi
+  opts=(-pkeyopt "digest:$dgst")
+  [ "$pad" = pss ] && opts+=(-pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:digest)
+  for s in sig sig.d; do
+    out=$(openssl pkeyutl -verify -pubin -keyform DER -inkey "$work/pub.der" -in "$work/digest" -sigfile "$work/$s" "${opts[@]}" 2>&1) \
+      && ok "openssl verifies $spec $s" || bad "openssl verify $spec $s" "$out"
+  done
+done
+if out=$(kms create-key --key-spec HMAC_256 --key-usage GENERATE_VERIFY_MAC 2>&1); then
+  hkey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  out=$(kms generate-mac --key-id "$hkey" --message "fileb://$work/pt" --mac-algorithm HMAC_SHA_256 2>&1) \
+    && field "['Mac']" <<<"$out" | base64 -d >"$work/mac" && ok "generate-mac" || bad "generate-mac" "$out"
+  out=$(kms verify-mac --key-id "$hkey" --message "fileb://$work/pt" --mac-algorithm HMAC_SHA_256 --mac "fileb://$work/mac" 2>&1) \
+    && [ "$(field "['MacValid']" <<<"$out")" = True ] && ok "verify-mac" || bad "verify-mac" "$out"
+  out=$(kms verify-mac --key-id "$hkey" --message "fileb://$work/pt2" --mac-algorithm HMAC_SHA_256 --mac "fileb://$work/mac" 2>&1) \
+    && bad "verify-mac of another message" || { grep -q KMSInvalidMacException <<<"$out" && ok "other message -> KMSInvalidMacException" || bad "verify-mac other" "$out"; }
+else bad "create-key HMAC_256" "$out"; fi
+
+# ECDH: kmsd and openssl derive the same secret from the two key pairs.
+if out=$(kms create-key --key-spec ECC_NIST_P384 --key-usage KEY_AGREEMENT 2>&1); then
+  ekey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  kms get-public-key --key-id "$ekey" | field "['PublicKey']" | base64 -d >"$work/kms-ecdh.der"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$work/peer.pem" 2>/dev/null
+  openssl pkey -in "$work/peer.pem" -pubout -outform DER -out "$work/peer.der"
+  if out=$(kms derive-shared-secret --key-id "$ekey" --key-agreement-algorithm ECDH --public-key "fileb://$work/peer.der" 2>&1); then
+    field "['SharedSecret']" <<<"$out" | base64 -d >"$work/ss.kms"
+    openssl pkeyutl -derive -inkey "$work/peer.pem" -peerkey "$work/kms-ecdh.der" -peerform DER -out "$work/ss.openssl" 2>/dev/null
+    cmp -s "$work/ss.kms" "$work/ss.openssl" && ok "derive-shared-secret matches openssl" || bad "derive-shared-secret differs from openssl"
+  else bad "derive-shared-secret" "$out"; fi
+else bad "create-key ECC_NIST_P384 KEY_AGREEMENT" "$out"; fi
+# A data key pair: the private key decrypts and openssl reads it.
+if out=$(kms generate-data-key-pair --key-id "$key" --key-pair-spec ECC_NIST_P256 2>&1); then
+  field "['PrivateKeyCiphertextBlob']" <<<"$out" | base64 -d >"$work/dkp.ct"
+  field "['PrivateKeyPlaintext']" <<<"$out" | base64 -d >"$work/dkp.der"
+  dec=$(kms decrypt --ciphertext-blob "fileb://$work/dkp.ct" | field "['Plaintext']" | base64 -d | base64 -w0)
+  [ "$dec" = "$(base64 -w0 <"$work/dkp.der")" ] && openssl pkey -inform DER -in "$work/dkp.der" -noout 2>/dev/null \
+    && ok "generate-data-key-pair" || bad "generate-data-key-pair"
+else bad "generate-data-key-pair" "$out"; fi
+
 # The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
 if [ -d test/interop/js/node_modules ]; then
   arn=$(kms describe-key --key-id "$key" | field "['KeyMetadata']['Arn']")

@@ -1,0 +1,111 @@
+//go:build kmsdtest
+
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/cluster"
+)
+
+// TestNoPlaintextAsymmetricAtRest looks for private keys (one made in the
+// HSM, one made in Go and sealed) and an HMAC key's secret, exposed only
+// through test hooks, in every file the node wrote.
+func TestNoPlaintextAsymmetricAtRest(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	ec, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "ECC_NIST_EDWARDS25519", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*string{ec.KeyMetadata.KeyId, ed.KeyMetadata.KeyId} {
+		alg := types.SigningAlgorithmSpec("ECDSA_SHA_256")
+		if *k == *ed.KeyMetadata.KeyId {
+			alg = "ED25519_SHA_512"
+		}
+		if _, err := ts.client.Sign(ctx, &kms.SignInput{KeyId: k, Message: []byte("m"), SigningAlgorithm: alg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The P-256 key was made in the HSM: its scalar, exported by the hook.
+	ek, _ := ts.node.Key(*ec.KeyMetadata.KeyId)
+	em, _ := ek.CurrentMaterial()
+	if em.Form != cluster.MaterialHSMPrivate {
+		t.Fatalf("P-256 key material form %q", em.Form)
+	}
+	hs, _ := hsmSpec(ek.KeySpec, ek.KeyUsage)
+	scalar, err := ts.pool.UnsafeExportPrivateForTest(ctx, em.Wrapped, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scalar) != 32 {
+		t.Fatalf("P-256 scalar of %d bytes", len(scalar))
+	}
+	// The Ed25519 key was made in Go and sealed: its PKCS#8 and seed.
+	dk, _ := ts.node.Key(*ed.KeyMetadata.KeyId)
+	dm, _ := dk.CurrentMaterial()
+	der, err := ts.pool.Open(ctx, dm.Wrapped, dm.Sealed, privateKeyAAD(dk.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := priv.(ed25519.PrivateKey).Seed()
+	mk, _ := ts.node.Key(*mac.KeyMetadata.KeyId)
+	mm, _ := mk.CurrentMaterial()
+	secret, err := ts.pool.UnsafeExportSecretForTest(ctx, mm.Wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string][]byte{"P-256 private scalar": scalar, "Ed25519 PKCS#8 private key": der,
+		"Ed25519 seed": seed, "HMAC secret": secret[:32]}
+	if err := ts.node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	ts.stop()
+	dirs := []string{ts.dir}
+	if conf := os.Getenv("SOFTHSM2_CONF"); conf != "" {
+		dirs = append(dirs, filepath.Dir(conf))
+	}
+	files := 0
+	for _, dir := range dirs {
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files++
+			for name, s := range secrets {
+				if bytes.Contains(b, s) {
+					t.Errorf("%s found in plaintext in %s", name, p)
+				}
+			}
+			return nil
+		})
+	}
+	if files < 3 {
+		t.Fatalf("scanned only %d files", files)
+	}
+}
