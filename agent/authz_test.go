@@ -343,3 +343,55 @@ func TestDryRunChecksAccess(t *testing.T) {
 	_, err = ts.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, DryRun: aws.Bool(true)})
 	wantAPIError(t, err, "DisabledException")
 }
+
+// TestAsymmetricAccess: Sign, GetPublicKey and GenerateMac are authorized
+// like the symmetric operations: denied without permission, allowed by a
+// grant of exactly those operations.
+func TestAsymmetricAccess(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	sk, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erin := ts.principal(t, "user/erin", "")
+	sign := func() error {
+		_, err := erin.Sign(ctx, &kms.SignInput{KeyId: sk.KeyMetadata.KeyId, Message: []byte("m"), SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
+		return err
+	}
+	mac := func() error {
+		_, err := erin.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: mk.KeyMetadata.KeyId, Message: []byte("m"), MacAlgorithm: types.MacAlgorithmSpecHmacSha256})
+		return err
+	}
+	wantAPIError(t, sign(), "AccessDeniedException")
+	wantAPIError(t, mac(), "AccessDeniedException")
+	_, err = erin.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: sk.KeyMetadata.KeyId})
+	wantAPIError(t, err, "AccessDeniedException")
+	for _, g := range []struct {
+		key *string
+		ops []types.GrantOperation
+	}{{sk.KeyMetadata.KeyId, []types.GrantOperation{"Sign", "GetPublicKey"}}, {mk.KeyMetadata.KeyId, []types.GrantOperation{"GenerateMac"}}} {
+		if _, err := ts.client.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: g.key, GranteePrincipal: aws.String("arn:aws:iam::111122223333:user/erin"), Operations: g.ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sign(); err != nil {
+		t.Fatalf("Sign through grant: %v", err)
+	}
+	if err := mac(); err != nil {
+		t.Fatalf("GenerateMac through grant: %v", err)
+	}
+	if _, err := erin.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: sk.KeyMetadata.KeyId}); err != nil {
+		t.Fatalf("GetPublicKey through grant: %v", err)
+	}
+	_, err = erin.Verify(ctx, &kms.VerifyInput{KeyId: sk.KeyMetadata.KeyId, Message: []byte("m"), Signature: []byte("x"), SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
+	wantAPIError(t, err, "AccessDeniedException") // Verify was not granted
+	// Constraints are for symmetric keys only.
+	_, err = ts.client.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: sk.KeyMetadata.KeyId, GranteePrincipal: aws.String("arn:aws:iam::111122223333:user/erin"),
+		Operations: []types.GrantOperation{"Sign"}, Constraints: &types.GrantConstraints{EncryptionContextSubset: map[string]string{"a": "b"}}})
+	wantAPIError(t, err, "ValidationException")
+}
