@@ -1,0 +1,374 @@
+package job
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kmsd/kmsd/batch/esdk"
+)
+
+const ioBuf = 256 << 10
+
+// newMaterials asks KMS for a data key under the job's key.
+func (j *Job) newMaterials(ctx context.Context) (*encMaterials, error) {
+	m := &encMaterials{ec: maps.Clone(j.cfg.Context)}
+	if m.ec == nil {
+		m.ec = map[string]string{}
+	}
+	if j.cfg.Suite.Signed() {
+		sk, err := esdk.NewSigningKey()
+		if err != nil {
+			return nil, err
+		}
+		m.sk = sk
+		m.ec[esdk.PublicKeyContextKey] = sk.PublicKey()
+	}
+	err := j.kms.do(ctx, &j.calls.generate, func(k KMS) error {
+		pt, blob, arn, err := k.GenerateDataKey(ctx, j.cfg.KeyID, m.ec)
+		if err != nil {
+			return err
+		}
+		if len(pt) != esdk.DataKeyLen {
+			clear(pt)
+			return fmt.Errorf("GenerateDataKey returned a %d-byte data key", len(pt))
+		}
+		m.dataKey = pt
+		m.edk = esdk.DataKey{ProviderID: esdk.ProviderKMS, ProviderInfo: arn, Ciphertext: blob}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GenerateDataKey: %w", err)
+	}
+	return m, nil
+}
+
+func (j *Job) materials(ctx context.Context, size int64) (*encMaterials, error) {
+	return j.enc.take(size, func() (*encMaterials, error) { return j.newMaterials(ctx) })
+}
+
+func (m *encMaterials) esdk(frame int, suite esdk.Suite) esdk.Materials {
+	return esdk.Materials{Suite: suite, DataKey: m.dataKey, DataKeys: []esdk.DataKey{m.edk}, Context: m.ec, SigningKey: m.sk, FrameLength: frame}
+}
+
+// checkContext: every required pair is in the message's context.
+func (j *Job) checkContext(h *esdk.Header) error {
+	var missing []string
+	for k, v := range j.cfg.Context {
+		if got, ok := h.Context[k]; !ok || got != v {
+			missing = append(missing, k+"="+v)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("%w: the message's encryption context lacks %s", ErrContext, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// keyMatches: does an EDK's provider info (a key ARN) name the key the
+// caller asked for (ARN, bare key ID)?
+func keyMatches(arn, want string) bool {
+	return want == "" || arn == want || strings.HasSuffix(arn, ":key/"+want)
+}
+
+func cacheKey(edk esdk.DataKey, ec map[string]string) string {
+	var b bytes.Buffer
+	b.WriteString(edk.ProviderInfo)
+	b.WriteByte(0)
+	b.Write(edk.Ciphertext)
+	keys := make([]string, 0, len(ec))
+	for k := range ec {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\x00%d:%s%d:%s", len(k), k, len(ec[k]), ec[k])
+	}
+	return b.String()
+}
+
+// openDataKey decrypts the first usable aws-kms data key of h (and, for
+// re-wrap, re-wraps it to the job's key). The caller zeroes dk.
+func (j *Job) openDataKey(ctx context.Context, h *esdk.Header, rewrap bool) (dk []byte, newEDK esdk.DataKey, err error) {
+	filter := j.cfg.KeyID
+	if rewrap {
+		filter = "" // --key names the destination
+	}
+	var last error
+	tried := 0
+	for _, edk := range h.DataKeys {
+		if edk.ProviderID != esdk.ProviderKMS || !keyMatches(edk.ProviderInfo, filter) {
+			continue
+		}
+		tried++
+		ck := cacheKey(edk, h.Context)
+		if dk, newEDK, ok := j.dec.getEntry(ck); ok && (!rewrap || newEDK.ProviderInfo != "") {
+			return dk, newEDK, nil
+		}
+		err := j.kms.do(ctx, &j.calls.decrypt, func(k KMS) error {
+			pt, arn, err := k.Decrypt(ctx, edk.ProviderInfo, edk.Ciphertext, h.Context)
+			if err != nil {
+				return err
+			}
+			if arn != edk.ProviderInfo {
+				clear(pt)
+				return fmt.Errorf("Decrypt answered for %s, the data key names %s", arn, edk.ProviderInfo)
+			}
+			dk = pt
+			return nil
+		})
+		if err != nil {
+			last = fmt.Errorf("Decrypt (%s): %w", edk.ProviderInfo, err)
+			if errors.Is(err, context.Canceled) {
+				return nil, newEDK, err
+			}
+			continue
+		}
+		if rewrap {
+			err = j.kms.do(ctx, &j.calls.reencrypt, func(k KMS) error {
+				blob, arn, err := k.ReEncrypt(ctx, edk.ProviderInfo, edk.Ciphertext, h.Context, j.cfg.KeyID)
+				if err != nil {
+					return err
+				}
+				newEDK = esdk.DataKey{ProviderID: esdk.ProviderKMS, ProviderInfo: arn, Ciphertext: blob}
+				return nil
+			})
+			if err != nil {
+				clear(dk)
+				return nil, newEDK, fmt.Errorf("ReEncrypt (%s to %s): %w", edk.ProviderInfo, j.cfg.KeyID, err)
+			}
+		}
+		j.dec.put(ck, dk, newEDK)
+		return dk, newEDK, nil
+	}
+	if last != nil {
+		return nil, newEDK, last
+	}
+	if filter != "" {
+		return nil, newEDK, fmt.Errorf("%w: none of the %d data keys is wrapped by %s", ErrNoDataKey, len(h.DataKeys), filter)
+	}
+	return nil, newEDK, fmt.Errorf("%w: none of the %d data keys is from %s (tried %d)", ErrNoDataKey, len(h.DataKeys), esdk.ProviderKMS, tried)
+}
+
+// file processes one task; it returns the output's size.
+func (j *Job) file(ctx context.Context, t task) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(t.dst), 0o755); err != nil {
+		return 0, err
+	}
+	if !j.cfg.Resume {
+		if _, err := os.Lstat(t.dst); err == nil {
+			return 0, fmt.Errorf("%w: %s (remove it, or --resume a job)", ErrExists, t.dst)
+		}
+	}
+	src, err := os.Open(t.src)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	tmp := filepath.Join(filepath.Dir(t.dst), "."+filepath.Base(t.dst)+".kmsd-tmp")
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			out.Close()
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(out, ioBuf)
+	var verify func(tmp string) error
+	switch j.cfg.Mode {
+	case Encrypt:
+		verify, err = j.encryptStream(ctx, src, bw, t.size)
+	case Decrypt:
+		err = j.decryptStream(ctx, src, bw)
+	case ReEncrypt:
+		verify, err = j.rewrapStream(ctx, src, bw)
+	}
+	if verify != nil {
+		defer verify("") // zeroes the key copy it holds, whatever happens
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil && !j.cfg.NoSync {
+		err = out.Sync()
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, _ := out.Seek(0, io.SeekCurrent)
+	if err := out.Close(); err != nil {
+		return 0, err
+	}
+	if verify != nil && !j.cfg.NoVerify {
+		if err := verify(tmp); err != nil {
+			return 0, err
+		}
+	}
+	if fi, err := os.Stat(t.src); err != nil || fi.Size() != t.size || fi.ModTime().UnixNano() != t.mtime {
+		return 0, ErrSourceChanged
+	}
+	if err := os.Rename(tmp, t.dst); err != nil {
+		return 0, err
+	}
+	ok = true
+	return n, nil
+}
+
+// encryptStream writes one message of src to w; the returned verify
+// reads the output back (by its temporary name) and compares it with the
+// source, using the data key it was written with.
+func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, size int64) (func(string) error, error) {
+	m, err := j.materials(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(m.dataKey)
+	ew, err := esdk.NewWriter(w, m.esdk(j.cfg.FrameLength, j.cfg.Suite))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ew.ReadFrom(src); err != nil {
+		return nil, err
+	}
+	if err := ew.Close(); err != nil {
+		return nil, err
+	}
+	f, _ := src.(*os.File)
+	if f == nil {
+		return nil, nil
+	}
+	return j.verifier(m.dataKey, f), nil
+}
+
+// verifier returns a check of a written message: it decrypts the file at
+// tmp with (a copy of) dataKey and, when src is set, compares the
+// plaintext with src read again from the start. Called with "" it only
+// zeroes its copy of the key; it is good for one call.
+func (j *Job) verifier(dataKey []byte, src *os.File) func(string) error {
+	dk := bytes.Clone(dataKey)
+	return func(tmp string) error {
+		defer clear(dk)
+		if tmp == "" {
+			return nil
+		}
+		f, err := os.Open(tmp)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		br := bufio.NewReaderSize(f, ioBuf)
+		h, err := esdk.ReadHeader(br, j.cfg.Limits)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrVerify, err)
+		}
+		r, err := esdk.NewReader(br, h, dk, j.cfg.Limits)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrVerify, err)
+		}
+		var want io.Writer = io.Discard
+		var cmp *compareWriter
+		if src != nil {
+			if _, err := src.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			cmp = &compareWriter{r: bufio.NewReaderSize(src, ioBuf)}
+			want = cmp
+		}
+		if _, err := r.WriteTo(want); err != nil {
+			return fmt.Errorf("%w: %v", ErrVerify, err)
+		}
+		if cmp != nil {
+			if _, err := cmp.r.ReadByte(); err != io.EOF {
+				return fmt.Errorf("%w: the output decrypts to less than the source", ErrVerify)
+			}
+		}
+		return nil
+	}
+}
+
+// compareWriter fails a write that differs from what r yields next.
+type compareWriter struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+func (c *compareWriter) Write(p []byte) (int, error) {
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	b := c.buf[:len(p)]
+	if _, err := io.ReadFull(c.r, b); err != nil || !bytes.Equal(b, p) {
+		return 0, errors.New("the output does not decrypt to the source")
+	}
+	return len(p), nil
+}
+
+// decryptStream writes src's plaintext to w. Only authenticated frames
+// are written, and it fails unless the whole message (every frame, the
+// signature, the end) verifies.
+func (j *Job) decryptStream(ctx context.Context, src io.Reader, w io.Writer) error {
+	br := bufio.NewReaderSize(src, ioBuf)
+	h, err := esdk.ReadHeader(br, j.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	if err := j.checkContext(h); err != nil {
+		return err
+	}
+	dk, _, err := j.openDataKey(ctx, h, false)
+	if err != nil {
+		return err
+	}
+	defer clear(dk)
+	r, err := esdk.NewReader(br, h, dk, j.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	_, err = r.WriteTo(w)
+	return err
+}
+
+// rewrapStream writes src with its data keys replaced by one wrapped by
+// the job's key; the body is copied unchanged.
+func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (func(string) error, error) {
+	br := bufio.NewReaderSize(src, ioBuf)
+	h, err := esdk.ReadHeader(br, j.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.checkContext(h); err != nil {
+		return nil, err
+	}
+	if h.Suite.Signed() {
+		return nil, fmt.Errorf("%w: a signed message (%v) cannot be re-wrapped: its signature covers the header; decrypt and encrypt it again", esdk.ErrUnsupported, h.Suite)
+	}
+	dk, newEDK, err := j.openDataKey(ctx, h, true)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dk)
+	nh, err := h.WithDataKeys(dk, []esdk.DataKey{newEDK})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(nh.AppendTo(nil)); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, br); err != nil {
+		return nil, err
+	}
+	return j.verifier(dk, nil), nil
+}
