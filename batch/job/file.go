@@ -111,52 +111,79 @@ func (j *Job) openDataKey(ctx context.Context, h *esdk.Header, rewrap bool) (dk 
 		}
 		tried++
 		ck := cacheKey(edk, h.Context)
-		if dk, newEDK, ok := j.dec.getEntry(ck); ok && (!rewrap || newEDK.ProviderInfo != "") {
-			return dk, newEDK, nil
+		var release func()
+		for release == nil {
+			if dk, newEDK, ok := j.dec.getEntry(ck); ok && (!rewrap || newEDK.ProviderInfo != "") {
+				return dk, newEDK, nil
+			}
+			var wait <-chan struct{}
+			if release, wait = j.dec.lead(ck); release == nil {
+				select {
+				case <-wait:
+				case <-ctx.Done():
+					return nil, newEDK, ctx.Err()
+				}
+			}
 		}
-		err := j.kms.do(ctx, &j.calls.decrypt, func(k KMS) error {
-			pt, arn, err := k.Decrypt(ctx, edk.ProviderInfo, edk.Ciphertext, h.Context)
-			if err != nil {
-				return err
-			}
-			if arn != edk.ProviderInfo {
-				clear(pt)
-				return fmt.Errorf("Decrypt answered for %s, the data key names %s", arn, edk.ProviderInfo)
-			}
-			dk = pt
-			return nil
-		})
+		dk, newEDK, err := j.openOne(ctx, h, edk, ck, rewrap)
+		release()
 		if err != nil {
-			last = fmt.Errorf("Decrypt (%s): %w", edk.ProviderInfo, err)
-			if errors.Is(err, context.Canceled) {
-				return nil, newEDK, err
+			if !errors.Is(err, errDecrypt) {
+				return nil, esdk.DataKey{}, err
 			}
+			last = err // another data key may open
 			continue
 		}
-		if rewrap {
-			err = j.kms.do(ctx, &j.calls.reencrypt, func(k KMS) error {
-				blob, arn, err := k.ReEncrypt(ctx, edk.ProviderInfo, edk.Ciphertext, h.Context, j.cfg.KeyID)
-				if err != nil {
-					return err
-				}
-				newEDK = esdk.DataKey{ProviderID: esdk.ProviderKMS, ProviderInfo: arn, Ciphertext: blob}
-				return nil
-			})
-			if err != nil {
-				clear(dk)
-				return nil, newEDK, fmt.Errorf("ReEncrypt (%s to %s): %w", edk.ProviderInfo, j.cfg.KeyID, err)
-			}
-		}
-		j.dec.put(ck, dk, newEDK)
 		return dk, newEDK, nil
 	}
 	if last != nil {
-		return nil, newEDK, last
+		return nil, esdk.DataKey{}, last
 	}
 	if filter != "" {
-		return nil, newEDK, fmt.Errorf("%w: none of the %d data keys is wrapped by %s", ErrNoDataKey, len(h.DataKeys), filter)
+		return nil, esdk.DataKey{}, fmt.Errorf("%w: none of the %d data keys is wrapped by %s", ErrNoDataKey, len(h.DataKeys), filter)
 	}
-	return nil, newEDK, fmt.Errorf("%w: none of the %d data keys is from %s (tried %d)", ErrNoDataKey, len(h.DataKeys), esdk.ProviderKMS, tried)
+	return nil, esdk.DataKey{}, fmt.Errorf("%w: none of the %d data keys is from %s (tried %d)", ErrNoDataKey, len(h.DataKeys), esdk.ProviderKMS, tried)
+}
+
+// errDecrypt marks a failed Decrypt of one data key: the next may work.
+var errDecrypt = errors.New("Decrypt")
+
+// openOne decrypts (and for re-wrap re-wraps) one data key and caches it.
+func (j *Job) openOne(ctx context.Context, h *esdk.Header, edk esdk.DataKey, ck string, rewrap bool) (dk []byte, newEDK esdk.DataKey, err error) {
+	err = j.kms.do(ctx, &j.calls.decrypt, func(k KMS) error {
+		pt, arn, err := k.Decrypt(ctx, edk.ProviderInfo, edk.Ciphertext, h.Context)
+		if err != nil {
+			return err
+		}
+		if arn != edk.ProviderInfo {
+			clear(pt)
+			return fmt.Errorf("Decrypt answered for %s, the data key names %s", arn, edk.ProviderInfo)
+		}
+		dk = pt
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, newEDK, err
+		}
+		return nil, newEDK, fmt.Errorf("%w (%s): %w", errDecrypt, edk.ProviderInfo, err)
+	}
+	if rewrap {
+		err = j.kms.do(ctx, &j.calls.reencrypt, func(k KMS) error {
+			blob, arn, err := k.ReEncrypt(ctx, edk.ProviderInfo, edk.Ciphertext, h.Context, j.cfg.KeyID)
+			if err != nil {
+				return err
+			}
+			newEDK = esdk.DataKey{ProviderID: esdk.ProviderKMS, ProviderInfo: arn, Ciphertext: blob}
+			return nil
+		})
+		if err != nil {
+			clear(dk)
+			return nil, newEDK, fmt.Errorf("ReEncrypt (%s to %s): %w", edk.ProviderInfo, j.cfg.KeyID, err)
+		}
+	}
+	j.dec.put(ck, dk, newEDK)
+	return dk, newEDK, nil
 }
 
 // file processes one task; it returns the output's size.

@@ -200,7 +200,7 @@ func New(cfg Config) (*Job, error) {
 	j := &Job{cfg: cfg}
 	j.kms = &client{eps: cfg.KMS, retry: cfg.Retry, calls: &j.calls, sleepFn: sleepCtx}
 	j.enc = &encCache{cfg: cfg.Cache, now: time.Now}
-	j.dec = &decCache{cfg: cfg.Cache, now: time.Now, m: map[string]*decEntry{}}
+	j.dec = &decCache{cfg: cfg.Cache, now: time.Now, m: map[string]*decEntry{}, inflight: map[string]chan struct{}{}}
 	return j, nil
 }
 
@@ -344,7 +344,7 @@ func (j *Job) Run(ctx context.Context, in, out string) (*Summary, error) {
 	}
 	go func() { wg.Wait(); close(results) }()
 
-	s := &Summary{}
+	s := &Summary{Failures: []Failure{}}
 	var doneBytes int64
 	tick := time.NewTicker(j.cfg.ProgressEvery)
 	defer tick.Stop()
@@ -425,7 +425,7 @@ loop:
 // held until the signature verifies). Data keys are not cached.
 func (j *Job) Stream(ctx context.Context, r io.Reader, w io.Writer) (*Summary, error) {
 	start := time.Now()
-	s := &Summary{Files: 1}
+	s := &Summary{Files: 1, Failures: []Failure{}}
 	cr := &countReader{r: r}
 	bw := bufio.NewWriterSize(w, ioBuf)
 	cw := &countWriter{w: bw}

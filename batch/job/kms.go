@@ -192,32 +192,36 @@ type decEntry struct {
 // plaintext, so files that share a data key (written with caching) cost
 // one KMS Decrypt, within the same age and message limits.
 type decCache struct {
-	mu  sync.Mutex
-	cfg CacheConfig
-	m   map[string]*decEntry
-	now func() time.Time
+	mu       sync.Mutex
+	cfg      CacheConfig
+	m        map[string]*decEntry
+	inflight map[string]chan struct{}
+	now      func() time.Time
 }
 
-const maxDecEntries = 4096
-
-func (c *decCache) get(key string) []byte {
+// lead makes the caller the one that opens key (it must call the
+// returned release), or returns a channel closed when the current leader
+// is done, so files sharing a data key cost one KMS call between them.
+func (c *decCache) lead(key string) (release func(), wait <-chan struct{}) {
 	if c.cfg.Disabled {
-		return nil
+		return func() {}, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.m[key]
-	if e == nil {
-		return nil
+	if ch := c.inflight[key]; ch != nil {
+		return nil, ch
 	}
-	if c.now().Sub(e.created) >= c.cfg.MaxAge || e.uses+1 > c.cfg.MaxMessages {
-		clear(e.dataKey)
-		delete(c.m, key)
-		return nil
-	}
-	e.uses++
-	return append([]byte(nil), e.dataKey...)
+	ch := make(chan struct{})
+	c.inflight[key] = ch
+	return func() {
+		c.mu.Lock()
+		delete(c.inflight, key)
+		c.mu.Unlock()
+		close(ch)
+	}, nil
 }
+
+const maxDecEntries = 4096
 
 func (c *decCache) getEntry(key string) (dk []byte, edk esdk.DataKey, ok bool) {
 	if c.cfg.Disabled {
