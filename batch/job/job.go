@@ -338,6 +338,9 @@ func (j *Job) Run(ctx context.Context, in, out string) (*Summary, error) {
 					}
 				}
 				n, err := j.file(ctx, t)
+				if err != nil && j.cfg.FailFast {
+					cancel() // before this worker takes another file
+				}
 				results <- result{t: t, err: err, out: n}
 			}
 		}()
