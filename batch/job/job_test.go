@@ -306,4 +306,3 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
-

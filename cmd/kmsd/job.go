@@ -309,4 +309,3 @@ func (k sdkKMS) ReEncrypt(ctx context.Context, srcKeyID string, blob []byte, ec 
 	}
 	return out.CiphertextBlob, aws.ToString(out.KeyId), nil
 }
-
