@@ -33,6 +33,6 @@
 // file is a Failure (its path and why) in the Summary. Sentinels (ErrX)
 // are wrapped with %w.
 //
-// Package job imports esdk and the standard library; it knows no SDK
+// Package job imports esdk, x/sys/unix (syncfs) and the standard library; it knows no SDK
 // (cmd/kmsd adapts the AWS SDK for Go v2 to KMS).
 package job

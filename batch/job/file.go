@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kmsd/kmsd/batch/esdk"
 )
@@ -186,15 +187,46 @@ func (j *Job) openOne(ctx context.Context, h *esdk.Header, edk esdk.DataKey, ck 
 	return dk, newEDK, nil
 }
 
+// Buffers are pooled: small files would otherwise spend their time
+// allocating and clearing them. Pooled buffers may hold file data, never
+// key bytes.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, ioBuf) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, ioBuf) }}
+)
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) { br.Reset(nil); readers.Put(br) }
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) { bw.Reset(nil); writers.Put(bw) }
+
+// mkdir makes dir once per job.
+func (j *Job) mkdir(dir string) error {
+	if _, ok := j.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	j.dirs.Store(dir, true)
+	return nil
+}
+
 // file processes one task; it returns the output's size.
 func (j *Job) file(ctx context.Context, t task) (int64, error) {
-	if err := os.MkdirAll(filepath.Dir(t.dst), 0o755); err != nil {
+	if err := j.mkdir(filepath.Dir(t.dst)); err != nil {
 		return 0, err
-	}
-	if !j.cfg.Resume {
-		if _, err := os.Lstat(t.dst); err == nil {
-			return 0, fmt.Errorf("%w: %s (remove it, or --resume a job)", ErrExists, t.dst)
-		}
 	}
 	src, err := os.Open(t.src)
 	if err != nil {
@@ -202,19 +234,20 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	}
 	defer src.Close()
 	tmp := filepath.Join(filepath.Dir(t.dst), "."+filepath.Base(t.dst)+".kmsd-tmp")
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}
 	ok := false
 	defer func() {
+		out.Close()
 		if !ok {
-			out.Close()
 			os.Remove(tmp)
 		}
 	}()
-	bw := bufio.NewWriterSize(out, ioBuf)
-	var verify func(tmp string) error
+	bw := getWriter(out)
+	defer putWriter(bw)
+	var verify func(out *os.File) error
 	switch j.cfg.Mode {
 	case Encrypt:
 		verify, err = j.encryptStream(ctx, src, bw, t.size)
@@ -224,30 +257,41 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 		verify, err = j.rewrapStream(ctx, src, bw)
 	}
 	if verify != nil {
-		defer verify("") // zeroes the key copy it holds, whatever happens
+		defer verify(nil) // zeroes the key copy it holds, whatever happens
 	}
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil && !j.cfg.NoSync {
+	if err == nil && j.cfg.Sync == SyncFile {
 		err = out.Sync()
 	}
 	if err != nil {
 		return 0, err
 	}
 	n, _ := out.Seek(0, io.SeekCurrent)
-	if err := out.Close(); err != nil {
-		return 0, err
-	}
 	if verify != nil && !j.cfg.NoVerify {
-		if err := verify(tmp); err != nil {
+		if _, err := out.Seek(0, io.SeekStart); err != nil {
+			return 0, err
+		}
+		if err := verify(out); err != nil {
 			return 0, err
 		}
 	}
-	if fi, err := os.Stat(t.src); err != nil || fi.Size() != t.size || fi.ModTime().UnixNano() != t.mtime {
+	if fi, err := src.Stat(); err != nil || fi.Size() != t.size || fi.ModTime().UnixNano() != t.mtime {
 		return 0, ErrSourceChanged
 	}
-	if err := os.Rename(tmp, t.dst); err != nil {
+	if err := out.Close(); err != nil {
+		return 0, err
+	}
+	if j.cfg.Resume {
+		err = os.Rename(tmp, t.dst) // a finished output not yet journaled is done again
+	} else {
+		err = renameNoReplace(tmp, t.dst)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return 0, fmt.Errorf("%w: %s (remove it, or --resume a job)", ErrExists, t.dst)
+		}
 		return 0, err
 	}
 	ok = true
@@ -257,7 +301,7 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 // encryptStream writes one message of src to w; the returned verify
 // reads the output back (by its temporary name) and compares it with the
 // source, using the data key it was written with.
-func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, size int64) (func(string) error, error) {
+func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, size int64) (func(*os.File) error, error) {
 	m, err := j.materials(ctx, size)
 	if err != nil {
 		return nil, err
@@ -267,7 +311,10 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ew.ReadFrom(src); err != nil {
+	sr := getReader(src)
+	_, err = ew.ReadFrom(sr)
+	putReader(sr)
+	if err != nil {
 		return nil, err
 	}
 	if err := ew.Close(); err != nil {
@@ -280,23 +327,19 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 	return j.verifier(m.dataKey, f), nil
 }
 
-// verifier returns a check of a written message: it decrypts the file at
-// tmp with (a copy of) dataKey and, when src is set, compares the
-// plaintext with src read again from the start. Called with "" it only
+// verifier returns a check of a written message: it decrypts out (from
+// its start) with (a copy of) dataKey and, when src is set, compares the
+// plaintext with src read again from the start. Called with nil it only
 // zeroes its copy of the key; it is good for one call.
-func (j *Job) verifier(dataKey []byte, src *os.File) func(string) error {
+func (j *Job) verifier(dataKey []byte, src *os.File) func(*os.File) error {
 	dk := bytes.Clone(dataKey)
-	return func(tmp string) error {
+	return func(out *os.File) error {
 		defer clear(dk)
-		if tmp == "" {
+		if out == nil {
 			return nil
 		}
-		f, err := os.Open(tmp)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		br := bufio.NewReaderSize(f, ioBuf)
+		br := getReader(out)
+		defer putReader(br)
 		h, err := esdk.ReadHeader(br, j.cfg.Limits)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrVerify, err)
@@ -311,7 +354,9 @@ func (j *Job) verifier(dataKey []byte, src *os.File) func(string) error {
 			if _, err := src.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
-			cmp = &compareWriter{r: bufio.NewReaderSize(src, ioBuf)}
+			sr := getReader(src)
+			defer putReader(sr)
+			cmp = &compareWriter{r: sr}
 			want = cmp
 		}
 		if _, err := r.WriteTo(want); err != nil {
@@ -327,18 +372,19 @@ func (j *Job) verifier(dataKey []byte, src *os.File) func(string) error {
 }
 
 // compareWriter fails a write that differs from what r yields next.
-type compareWriter struct {
-	r   *bufio.Reader
-	buf []byte
-}
+type compareWriter struct{ r *bufio.Reader }
 
 func (c *compareWriter) Write(p []byte) (int, error) {
-	if cap(c.buf) < len(p) {
-		c.buf = make([]byte, len(p))
-	}
-	b := c.buf[:len(p)]
-	if _, err := io.ReadFull(c.r, b); err != nil || !bytes.Equal(b, p) {
-		return 0, errors.New("the output does not decrypt to the source")
+	for n := 0; n < len(p); {
+		b, err := c.r.Peek(min(len(p)-n, c.r.Size()))
+		if len(b) == 0 || !bytes.Equal(b, p[n:n+len(b)]) {
+			if err == nil {
+				err = errors.New("differs")
+			}
+			return n, fmt.Errorf("the output does not decrypt to the source: %v", err)
+		}
+		c.r.Discard(len(b))
+		n += len(b)
 	}
 	return len(p), nil
 }
@@ -347,7 +393,8 @@ func (c *compareWriter) Write(p []byte) (int, error) {
 // are written, and it fails unless the whole message (every frame, the
 // signature, the end) verifies.
 func (j *Job) decryptStream(ctx context.Context, src io.Reader, w io.Writer) error {
-	br := bufio.NewReaderSize(src, ioBuf)
+	br := getReader(src)
+	defer putReader(br)
 	h, err := esdk.ReadHeader(br, j.cfg.Limits)
 	if err != nil {
 		return err
@@ -370,8 +417,9 @@ func (j *Job) decryptStream(ctx context.Context, src io.Reader, w io.Writer) err
 
 // rewrapStream writes src with its data keys replaced by one wrapped by
 // the job's key; the body is copied unchanged.
-func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (func(string) error, error) {
-	br := bufio.NewReaderSize(src, ioBuf)
+func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (func(*os.File) error, error) {
+	br := getReader(src)
+	defer putReader(br)
 	h, err := esdk.ReadHeader(br, j.cfg.Limits)
 	if err != nil {
 		return nil, err

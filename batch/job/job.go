@@ -38,6 +38,20 @@ func (m Mode) String() string {
 	return fmt.Sprintf("mode(%d)", int(m))
 }
 
+// SyncMode is how outputs are made durable.
+type SyncMode int
+
+const (
+	// SyncBatch syncs outputs by group commit (syncfs on Linux) before
+	// their journal lines, and at the end of the job.
+	SyncBatch SyncMode = iota
+	// SyncFile fsyncs each output before its rename.
+	SyncFile
+	// SyncNone leaves it to the OS (scratch disks, benchmarks of the
+	// pipeline): a crash may leave empty outputs under final names.
+	SyncNone
+)
+
 // Suffix is appended to the names of encrypted files.
 const Suffix = ".encrypted"
 
@@ -84,8 +98,9 @@ type Config struct {
 	// NoVerify skips reading outputs back before the rename (encrypt and
 	// re-wrap; a decrypt output is always authenticated end to end).
 	NoVerify bool
-	// NoSync skips fsync of outputs (tests and benchmarks on scratch disks).
-	NoSync bool
+	// Sync says how outputs are made durable before the journal (and the
+	// summary) counts them: SyncBatch (default), SyncFile or SyncNone.
+	Sync SyncMode
 	// Progress, when set, is called every ProgressEvery (default 200ms)
 	// and once at the end, from one goroutine.
 	Progress      func(Progress)
@@ -105,6 +120,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("job: Config.Suite: %v is not written", c.Suite)
 	case c.FrameLength < 0 || c.FrameLength > 1<<24:
 		return errors.New("job: Config.FrameLength: 1 byte to 16 MiB")
+	case c.Sync < SyncBatch || c.Sync > SyncNone:
+		return errors.New("job: Config.Sync: SyncBatch, SyncFile or SyncNone")
 	case c.Workers < 0 || c.Cache.MaxMessages < 0 || c.Cache.MaxBytes < 0 || c.Cache.MaxAge < 0:
 		return errors.New("job: Config.Workers and Config.Cache limits must not be negative")
 	}
@@ -189,6 +206,7 @@ type Job struct {
 	calls kmsCalls
 	enc   *encCache
 	dec   *decCache
+	dirs  sync.Map // output directories made
 }
 
 // New checks cfg and returns a job.
@@ -269,7 +287,7 @@ func (j *Job) Run(ctx context.Context, in, out string) (*Summary, error) {
 			return nil, fmt.Errorf("job: the output directory %s is inside the input %s", out, in)
 		}
 	}
-	jr, err := openJournal(filepath.Join(out, JournalName), j.cfg.Resume, !j.cfg.NoSync)
+	jr, err := openJournal(out, j.cfg.Resume, j.cfg.Sync)
 	if err != nil {
 		return nil, err
 	}
@@ -398,10 +416,13 @@ loop:
 			}
 		case <-tick.C:
 			report()
+			if err := jr.tick(); err != nil && jerr == nil {
+				jerr = err
+			}
 		}
 	}
 	report()
-	if err := jr.sync(); err != nil && jerr == nil {
+	if err := jr.commit(); err != nil && jerr == nil {
 		jerr = err
 	}
 	if ctx.Err() != nil && !(j.cfg.FailFast && s.Failed > 0) {
@@ -435,18 +456,18 @@ func (j *Job) Stream(ctx context.Context, r io.Reader, w io.Writer) (*Summary, e
 	var err error
 	switch j.cfg.Mode {
 	case Encrypt:
-		var verify func(string) error
+		var verify func(*os.File) error
 		verify, err = j.encryptStream(ctx, struct{ io.Reader }{cr}, cw, -1)
 		if verify != nil {
-			verify("")
+			verify(nil)
 		}
 	case Decrypt:
 		err = j.decryptStream(ctx, cr, cw)
 	case ReEncrypt:
-		var verify func(string) error
+		var verify func(*os.File) error
 		verify, err = j.rewrapStream(ctx, cr, cw)
 		if verify != nil {
-			verify("")
+			verify(nil)
 		}
 	}
 	if ferr := bw.Flush(); err == nil {

@@ -251,7 +251,7 @@ func TestRunJournal(t *testing.T) {
 		}
 		return nil
 	}
-	cfg := Config{Mode: Encrypt, KMS: []KMS{k}, KeyID: "k", Cache: CacheConfig{Disabled: true}, Workers: 1, NoSync: true}
+	cfg := Config{Mode: Encrypt, KMS: []KMS{k}, KeyID: "k", Cache: CacheConfig{Disabled: true}, Workers: 1, Sync: SyncNone}
 	s, err := newTestJob(t, cfg).Run(context.Background(), in, out)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func TestRunJournal(t *testing.T) {
 	}
 	// Decrypt it all back through the same seam.
 	dec := t.TempDir()
-	s, err = newTestJob(t, Config{Mode: Decrypt, KMS: []KMS{k}, NoSync: true}).Run(context.Background(), out, dec)
+	s, err = newTestJob(t, Config{Mode: Decrypt, KMS: []KMS{k}, Sync: SyncNone}).Run(context.Background(), out, dec)
 	if err != nil || !s.OK() || s.Succeeded != 20 {
 		t.Fatalf("decrypt %+v %v", s, err)
 	}

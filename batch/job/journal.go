@@ -7,20 +7,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
-// journal records finished files, one JSON line each, appended after the
-// output's rename. Group commit: every syncEvery lines it syncs the
-// directories the renames touched, then the journal, so a line on disk
-// always means a durable output. A line lost in a crash only means the
-// file is done again.
+// journal records finished files, one JSON line each. Lines wait in
+// memory and are written by group commit: every syncEvery files or every
+// second, it first makes the outputs durable (SyncBatch: one syncfs of
+// the output file system; SyncFile: the outputs were synced before their
+// rename, so only their directories), then appends the lines and syncs
+// the journal. A line on disk therefore always means a durable output;
+// lines lost to a crash or a kill only mean those files are done again.
 type journal struct {
-	path  string
-	f     *os.File
-	fsync bool
-	seen  map[string]journalEntry
-	dirs  map[string]bool
-	n     int
+	path, root string
+	f          *os.File
+	mode       SyncMode
+	seen       map[string]journalEntry
+	dirs       map[string]bool
+	outs       []string
+	pending    []byte
+	n          int
+	last       time.Time
 }
 
 type journalEntry struct {
@@ -29,10 +35,14 @@ type journalEntry struct {
 	MTime int64  `json:"mtime"`
 }
 
-const syncEvery = 256
+const (
+	syncEvery    = 256
+	syncInterval = time.Second
+)
 
-func openJournal(path string, resume, fsync bool) (*journal, error) {
-	j := &journal{path: path, fsync: fsync, seen: map[string]journalEntry{}, dirs: map[string]bool{}}
+func openJournal(root string, resume bool, mode SyncMode) (*journal, error) {
+	path := filepath.Join(root, JournalName)
+	j := &journal{path: path, root: root, mode: mode, seen: map[string]journalEntry{}, dirs: map[string]bool{}, last: time.Now()}
 	if f, err := os.Open(path); err == nil {
 		if !resume {
 			f.Close()
@@ -64,37 +74,63 @@ func (j *journal) done(t task) bool {
 	return ok && e.Size == t.size && e.MTime == t.mtime
 }
 
+// record notes a renamed output; it commits when a group is due.
 func (j *journal) record(t task) error {
 	b, _ := json.Marshal(journalEntry{Rel: t.rel, Size: t.size, MTime: t.mtime})
-	if _, err := j.f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("job: journal: %w", err)
-	}
+	j.pending = append(append(j.pending, b...), '\n')
 	j.dirs[filepath.Dir(t.dst)] = true
+	j.outs = append(j.outs, t.dst)
 	if j.n++; j.n%syncEvery == 0 {
-		return j.sync()
+		return j.commit()
 	}
 	return nil
 }
 
-func (j *journal) sync() error {
-	if !j.fsync {
+// tick commits pending lines older than syncInterval.
+func (j *journal) tick() error {
+	if len(j.pending) > 0 && time.Since(j.last) >= syncInterval {
+		return j.commit()
+	}
+	return nil
+}
+
+// commit makes the recorded outputs durable, then their lines.
+func (j *journal) commit() error {
+	j.last = time.Now()
+	if len(j.pending) == 0 {
 		return nil
 	}
-	for d := range j.dirs {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("job: sync %s: %w", d, err)
+	switch j.mode {
+	case SyncBatch:
+		if err := syncOutputs(j.root, j.outs, j.dirs); err != nil {
+			return fmt.Errorf("job: sync outputs: %w", err)
 		}
-		delete(j.dirs, d)
+	case SyncFile:
+		for d := range j.dirs {
+			if err := syncPath(d); err != nil {
+				return fmt.Errorf("job: sync %s: %w", d, err)
+			}
+		}
 	}
-	return j.f.Sync()
+	clear(j.dirs)
+	j.outs = j.outs[:0]
+	if _, err := j.f.Write(j.pending); err != nil {
+		return fmt.Errorf("job: journal: %w", err)
+	}
+	j.pending = j.pending[:0]
+	if j.mode != SyncNone {
+		return j.f.Sync()
+	}
+	return nil
 }
 
 func (j *journal) close() { j.f.Close() }
 
 func (j *journal) remove() { j.f.Close(); os.Remove(j.path) }
 
-func syncDir(d string) error {
-	f, err := os.Open(d)
+// syncPath fsyncs a file or directory.
+func syncPath(p string) error {
+	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}

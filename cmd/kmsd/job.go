@@ -51,7 +51,7 @@ func (c contextFlag) Set(s string) error {
 }
 
 type jobFlags struct {
-	endpoints, key, in, out, suite, region string
+	endpoints, key, in, out, suite, region, sync string
 	cfg                                    job.Config
 	json, quiet                            bool
 	retries                                int
@@ -79,6 +79,7 @@ func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.cfg.FailFast, "fail-fast", false, "stop at the first failed file")
 	fs.BoolVar(&f.cfg.Resume, "resume", false, "continue the job whose journal is in --out")
 	fs.BoolVar(&f.cfg.NoVerify, "no-verify", false, "do not read outputs back before renaming them")
+	fs.StringVar(&f.sync, "sync", "batch", "durability: batch (syncfs per group of files, before the journal), file (fsync each output before its rename), none (scratch disks)")
 	fs.BoolVar(&f.json, "json", false, "print a JSON summary (on stdout; on stderr with --out -)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress display")
 	return fs
@@ -131,6 +132,17 @@ func runJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f.cfg.Suite = esdk.SuiteCommitKeyECDSAP384
 	default:
 		fmt.Fprintf(stderr, "kmsd job: --suite %q: want commit-key or commit-key-ecdsa-p384\n", f.suite)
+		return 2
+	}
+	switch f.sync {
+	case "batch":
+		f.cfg.Sync = job.SyncBatch
+	case "file":
+		f.cfg.Sync = job.SyncFile
+	case "none":
+		f.cfg.Sync = job.SyncNone
+	default:
+		fmt.Fprintf(stderr, "kmsd job: --sync %q: want batch, file or none\n", f.sync)
 		return 2
 	}
 	f.cfg.Mode = mode

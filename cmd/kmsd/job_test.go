@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsd/kmsd/batch/job"
@@ -34,7 +35,7 @@ type jobEnv struct {
 	dataDir, tmp string
 }
 
-func newJobEnv(t *testing.T) *jobEnv {
+func newJobEnv(t testing.TB) *jobEnv {
 	t.Helper()
 	bin := kmsdproc.Build(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -47,7 +48,11 @@ func newJobEnv(t *testing.T) *jobEnv {
 		os.Unsetenv(v)
 	}
 	e := &jobEnv{bin: bin, url: url, dataDir: dataDir, tmp: t.TempDir()}
-	e.client = clientFor(t, dataDir, url)
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(url) })
 	for _, k := range []*string{&e.key1, &e.key2} {
 		out, err := e.client.CreateKey(context.Background(), &kms.CreateKeyInput{})
 		if err != nil {
@@ -59,7 +64,7 @@ func newJobEnv(t *testing.T) *jobEnv {
 }
 
 // job runs `kmsd job ARGS --endpoint URL` in-process.
-func (e *jobEnv) job(t *testing.T, args ...string) (int, string, string) {
+func (e *jobEnv) job(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	args = append(append([]string{"job"}, args...), "--endpoint", e.url)
@@ -67,7 +72,7 @@ func (e *jobEnv) job(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func decodeSummary(t *testing.T, s string) job.Summary {
+func decodeSummary(t testing.TB, s string) job.Summary {
 	t.Helper()
 	var sum job.Summary
 	if err := json.Unmarshal([]byte(s), &sum); err != nil {
