@@ -353,7 +353,7 @@ func (e *jobEnv) testStream(t *testing.T) {
 // journal says is done, redoes the rest, and every output decrypts.
 func (e *jobEnv) testResumeAfterKill(t *testing.T) {
 	in, enc, dec := t.TempDir(), filepath.Join(t.TempDir(), "e"), filepath.Join(t.TempDir(), "d")
-	sizes := make([]int, 400)
+	sizes := make([]int, 1200)
 	for i := range sizes {
 		sizes[i] = 2000 + i
 	}
@@ -365,7 +365,7 @@ func (e *jobEnv) testResumeAfterKill(t *testing.T) {
 	journal := filepath.Join(enc, job.JournalName)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if b, err := os.ReadFile(journal); err == nil && bytes.Count(b, []byte("\n")) >= 20 {
+		if b, err := os.ReadFile(journal); err == nil && bytes.Count(b, []byte("\n")) >= 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -389,7 +389,7 @@ func (e *jobEnv) testResumeAfterKill(t *testing.T) {
 		t.Fatalf("resume exit %d\n%s", code, errOut)
 	}
 	s := decodeSummary(t, out)
-	if s.Skipped < int64(doneBefore) || s.Skipped+s.Succeeded != 400 || s.Skipped == 400 {
+	if s.Skipped < int64(doneBefore) || s.Skipped+s.Succeeded != 1200 || s.Skipped == 1200 {
 		t.Fatalf("resume summary %+v (journal had %d)", s, doneBefore)
 	}
 	t.Logf("killed after %d journaled files; resume skipped %d, did %d", doneBefore, s.Skipped, s.Succeeded)
