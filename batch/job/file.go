@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"maps"
 	"os"
@@ -250,7 +251,11 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	var verify func(out *os.File) error
 	switch j.cfg.Mode {
 	case Encrypt:
-		verify, err = j.encryptStream(ctx, src, bw, t.size)
+		var w io.Writer = bw
+		if j.cfg.FrameLength >= directIO {
+			w = out // whole frames: no copy through bw
+		}
+		verify, err = j.encryptStream(ctx, src, w, t.size)
 	case Decrypt:
 		err = j.decryptStream(ctx, src, bw)
 	case ReEncrypt:
@@ -311,27 +316,68 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 	if err != nil {
 		return nil, err
 	}
-	sr := getReader(src)
-	_, err = ew.ReadFrom(sr)
-	putReader(sr)
-	if err != nil {
+	cr := &crcReader{r: src}
+	if j.cfg.FrameLength < directIO {
+		sr := getReader(src)
+		defer putReader(sr)
+		cr.r = sr
+	}
+	if _, err = ew.ReadFrom(cr); err != nil {
 		return nil, err
 	}
 	if err := ew.Close(); err != nil {
 		return nil, err
 	}
-	f, _ := src.(*os.File)
-	if f == nil {
-		return nil, nil
+	return j.verifier(m.dataKey, &crcWriter{want: cr.crc, wantN: cr.n}), nil
+}
+
+// directIO is the frame length from which frames are read from and
+// written to files directly, without a copy through a buffer.
+const directIO = 32 << 10
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crcReader passes reads through, keeping the CRC-32C and the length of
+// what it read: the plaintext an output must decrypt back to.
+type crcReader struct {
+	r   io.Reader
+	crc uint32
+	n   int64
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// crcWriter checks that what is written has the CRC-32C and length of
+// the source. (The output's GCM tags already prove that it decrypts to
+// what was sealed; this proves that what was sealed is what was read.)
+type crcWriter struct {
+	want, crc uint32
+	wantN, n  int64
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	c.crc = crc32.Update(c.crc, castagnoli, p)
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func (c *crcWriter) check() error {
+	if c.n != c.wantN || c.crc != c.want {
+		return fmt.Errorf("%w: the output decrypts to %d bytes (CRC-32C %08x), the source read was %d bytes (%08x)", ErrVerify, c.n, c.crc, c.wantN, c.want)
 	}
-	return j.verifier(m.dataKey, f), nil
+	return nil
 }
 
 // verifier returns a check of a written message: it decrypts out (from
-// its start) with (a copy of) dataKey and, when src is set, compares the
-// plaintext with src read again from the start. Called with nil it only
-// zeroes its copy of the key; it is good for one call.
-func (j *Job) verifier(dataKey []byte, src *os.File) func(*os.File) error {
+// its start) with (a copy of) dataKey and, when want is set, checks the
+// plaintext's length and CRC-32C against the source's. Called with nil
+// it only zeroes its copy of the key; it is good for one call.
+func (j *Job) verifier(dataKey []byte, want *crcWriter) func(*os.File) error {
 	dk := bytes.Clone(dataKey)
 	return func(out *os.File) error {
 		defer clear(dk)
@@ -348,45 +394,18 @@ func (j *Job) verifier(dataKey []byte, src *os.File) func(*os.File) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrVerify, err)
 		}
-		var want io.Writer = io.Discard
-		var cmp *compareWriter
-		if src != nil {
-			if _, err := src.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			sr := getReader(src)
-			defer putReader(sr)
-			cmp = &compareWriter{r: sr}
-			want = cmp
+		var w io.Writer = io.Discard
+		if want != nil {
+			w = want
 		}
-		if _, err := r.WriteTo(want); err != nil {
+		if _, err := r.WriteTo(w); err != nil {
 			return fmt.Errorf("%w: %v", ErrVerify, err)
 		}
-		if cmp != nil {
-			if _, err := cmp.r.ReadByte(); err != io.EOF {
-				return fmt.Errorf("%w: the output decrypts to less than the source", ErrVerify)
-			}
+		if want != nil {
+			return want.check()
 		}
 		return nil
 	}
-}
-
-// compareWriter fails a write that differs from what r yields next.
-type compareWriter struct{ r *bufio.Reader }
-
-func (c *compareWriter) Write(p []byte) (int, error) {
-	for n := 0; n < len(p); {
-		b, err := c.r.Peek(min(len(p)-n, c.r.Size()))
-		if len(b) == 0 || !bytes.Equal(b, p[n:n+len(b)]) {
-			if err == nil {
-				err = errors.New("differs")
-			}
-			return n, fmt.Errorf("the output does not decrypt to the source: %v", err)
-		}
-		c.r.Discard(len(b))
-		n += len(b)
-	}
-	return len(p), nil
 }
 
 // decryptStream writes src's plaintext to w. Only authenticated frames

@@ -52,9 +52,9 @@ func (c contextFlag) Set(s string) error {
 
 type jobFlags struct {
 	endpoints, key, in, out, suite, region, sync string
-	cfg                                    job.Config
-	json, quiet                            bool
-	retries                                int
+	cfg                                          job.Config
+	json, quiet                                  bool
+	retries                                      int
 }
 
 func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
