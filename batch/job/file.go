@@ -229,11 +229,12 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	if err := j.mkdir(filepath.Dir(t.dst)); err != nil {
 		return 0, err
 	}
-	src, err := os.Open(t.src)
+	f, err := os.Open(t.src)
 	if err != nil {
 		return 0, err
 	}
-	defer src.Close()
+	defer f.Close()
+	src := &ctxReader{ctx: ctx, r: f} // an interrupt stops a large file part way
 	tmp := filepath.Join(filepath.Dir(t.dst), "."+filepath.Base(t.dst)+".kmsd-tmp")
 	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -282,7 +283,7 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 			return 0, err
 		}
 	}
-	if fi, err := src.Stat(); err != nil || fi.Size() != t.size || fi.ModTime().UnixNano() != t.mtime {
+	if fi, err := f.Stat(); err != nil || fi.Size() != t.size || fi.ModTime().UnixNano() != t.mtime {
 		return 0, ErrSourceChanged
 	}
 	if err := out.Close(); err != nil {
@@ -329,6 +330,19 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 		return nil, err
 	}
 	return j.verifier(m.dataKey, &crcWriter{want: cr.crc, wantN: cr.n}), nil
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // directIO is the frame length from which frames are read from and

@@ -125,8 +125,10 @@ func (c *Config) Validate() error {
 	case c.Workers < 0 || c.Cache.MaxMessages < 0 || c.Cache.MaxBytes < 0 || c.Cache.MaxAge < 0:
 		return errors.New("job: Config.Workers and Config.Cache limits must not be negative")
 	}
-	if _, ok := c.Context[esdk.PublicKeyContextKey]; ok && c.Mode == Encrypt {
-		return fmt.Errorf("job: Config.Context: %s is reserved", esdk.PublicKeyContextKey)
+	for k := range c.Context {
+		if strings.HasPrefix(k, "aws-crypto-") && c.Mode == Encrypt {
+			return fmt.Errorf("job: Config.Context: %q: the aws-crypto- prefix is reserved for the AWS Encryption SDK", k)
+		}
 	}
 	return nil
 }

@@ -144,7 +144,8 @@ func TestJob(t *testing.T) {
 	t.Run("Caching", e.testCaching)
 	t.Run("Failover", e.testFailover)
 	t.Run("Stream", e.testStream)
-	t.Run("ResumeAfterKill", e.testResumeAfterKill)
+	t.Run("ResumeAfterKill", func(t *testing.T) { e.testResume(t, syscall.SIGKILL) })
+	t.Run("ResumeAfterInterrupt", func(t *testing.T) { e.testResume(t, syscall.SIGINT) })
 	t.Run("BoundedMemory", e.testBoundedMemory)
 	t.Run("InteropJS", e.testInteropJS)
 }
@@ -349,9 +350,10 @@ func (e *jobEnv) testStream(t *testing.T) {
 	}
 }
 
-// testResumeAfterKill: SIGKILL a job part way; --resume skips what the
-// journal says is done, redoes the rest, and every output decrypts.
-func (e *jobEnv) testResumeAfterKill(t *testing.T) {
+// testResume: stop a job part way with sig (SIGKILL: as a crash;
+// SIGINT: Ctrl-C, exit 130, no temporary file left); --resume skips what
+// the journal says is done, redoes the rest, and every output decrypts.
+func (e *jobEnv) testResume(t *testing.T, sig syscall.Signal) {
 	in, enc, dec := t.TempDir(), filepath.Join(t.TempDir(), "e"), filepath.Join(t.TempDir(), "d")
 	sizes := make([]int, 1200)
 	for i := range sizes {
@@ -374,8 +376,19 @@ func (e *jobEnv) testResumeAfterKill(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Process.Signal(sig)
 	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); sig == syscall.SIGINT && code != 130 {
+		t.Fatalf("interrupted job: exit %d, want 130", code)
+	}
+	if sig == syscall.SIGINT {
+		filepath.WalkDir(enc, func(p string, d fs.DirEntry, err error) error {
+			if strings.HasSuffix(p, ".kmsd-tmp") {
+				t.Errorf("temporary file left by an interrupted job: %s", p)
+			}
+			return nil
+		})
+	}
 	b, err := os.ReadFile(journal)
 	if err != nil {
 		t.Fatalf("the job finished before it was killed: %v", err)
@@ -392,7 +405,7 @@ func (e *jobEnv) testResumeAfterKill(t *testing.T) {
 	if s.Skipped < int64(doneBefore) || s.Skipped+s.Succeeded != 1200 || s.Skipped == 1200 {
 		t.Fatalf("resume summary %+v (journal had %d)", s, doneBefore)
 	}
-	t.Logf("killed after %d journaled files; resume skipped %d, did %d", doneBefore, s.Skipped, s.Succeeded)
+	t.Logf("%v after %d journaled files; resume skipped %d, did %d", sig, doneBefore, s.Skipped, s.Succeeded)
 	filepath.WalkDir(enc, func(p string, d fs.DirEntry, err error) error {
 		if strings.HasSuffix(p, ".kmsd-tmp") {
 			t.Errorf("temporary file left: %s", p)
