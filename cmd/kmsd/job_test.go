@@ -269,6 +269,16 @@ func (e *jobEnv) testFailures(t *testing.T) {
 	if code, _, _ := e.job(t, "encrypt", "--in", in, "--out", t.TempDir()); code != 2 {
 		t.Fatalf("no --key: exit %d", code)
 	}
+
+	// A signed message cannot be re-wrapped: the file fails and says why.
+	signed := filepath.Join(t.TempDir(), "s")
+	if code, _, errOut := e.job(t, "encrypt", "--key", e.key1, "--in", filepath.Join(in, "f000"), "--out", signed, "--suite", "commit-key-ecdsa-p384", "--quiet"); code != 0 {
+		t.Fatalf("signed encrypt: %s", errOut)
+	}
+	code, _, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", signed, "--out", t.TempDir(), "--quiet")
+	if code != 1 || !strings.Contains(errOut, "f000"+job.Suffix+": esdk: unsupported message: a signed message") {
+		t.Fatalf("re-wrap of a signed message: exit %d\n%s", code, errOut)
+	}
 }
 
 // testCaching: KMS calls per 1,000 small files with data-key caching on
