@@ -143,6 +143,7 @@ func TestJob(t *testing.T) {
 	t.Run("Failures", e.testFailures)
 	t.Run("Caching", e.testCaching)
 	t.Run("Failover", e.testFailover)
+	t.Run("Throttled", e.testThrottled)
 	t.Run("Stream", e.testStream)
 	t.Run("ResumeAfterKill", func(t *testing.T) { e.testResume(t, syscall.SIGKILL) })
 	t.Run("ResumeAfterInterrupt", func(t *testing.T) { e.testResume(t, syscall.SIGINT) })
@@ -325,6 +326,37 @@ func (e *jobEnv) testFailover(t *testing.T) {
 	}
 	if s := decodeSummary(t, out.String()); s.Succeeded != 2 || s.KMSCalls["retries"] < 1 {
 		t.Fatalf("summary %+v", s)
+	}
+}
+
+// testThrottled: a second kmsd with a symmetric quota of 20 requests/s
+// answers ThrottlingException to a job that wants a data key per file;
+// the job backs off, retries, and every file succeeds.
+func (e *jobEnv) testThrottled(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	url := kmsdproc.Start(t, e.bin, dataDir, "--quota-symmetric", "20")
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithSharedCredentialsFiles([]string{filepath.Join(dataDir, "credentials")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(url) }).CreateKey(context.Background(), &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dataDir, "credentials"))
+	in := t.TempDir()
+	sizes := make([]int, 120)
+	makeTree(t, in, sizes...)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"job", "encrypt", "--endpoint", url, "--key", aws.ToString(ck.KeyMetadata.Arn),
+		"--in", in, "--out", t.TempDir(), "--no-cache", "--workers", "8", "--retries", "30", "--json", "--quiet"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+	s := decodeSummary(t, out.String())
+	t.Logf("120 files at 20 requests/s: %d GenerateDataKey calls, %d retries, %.1fs", s.KMSCalls["GenerateDataKey"], s.KMSCalls["retries"], s.Seconds)
+	if s.Succeeded != 120 || s.KMSCalls["retries"] == 0 {
+		t.Fatalf("summary %+v: want every file, after throttled retries", s)
 	}
 }
 
