@@ -235,7 +235,7 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	}
 	defer f.Close()
 	src := &ctxReader{ctx: ctx, r: f} // an interrupt stops a large file part way
-	tmp := filepath.Join(filepath.Dir(t.dst), "."+filepath.Base(t.dst)+".kmsd-tmp")
+	tmp := filepath.Join(filepath.Dir(t.dst), "."+filepath.Base(t.dst)+tmpSuffix)
 	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err

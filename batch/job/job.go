@@ -58,6 +58,9 @@ const Suffix = ".encrypted"
 // JournalName is the journal's name in the output directory.
 const JournalName = ".kmsd-job.journal"
 
+// tmpSuffix ends the temporary name of an output being written.
+const tmpSuffix = ".kmsd-tmp"
+
 // CacheConfig bounds data-key reuse (the AWS Encryption SDK caching
 // materials manager's limits). Zero values mean the defaults.
 type CacheConfig struct {
@@ -329,6 +332,9 @@ func (j *Job) Run(ctx context.Context, in, out string) (*Summary, error) {
 			}
 			if !d.Type().IsRegular() {
 				return nil // directories are walked; links and devices are not files to encrypt
+			}
+			if name := d.Name(); name == JournalName || strings.HasSuffix(name, tmpSuffix) {
+				return nil // a job's own bookkeeping, e.g. decrypting the output of an unfinished job
 			}
 			info, err := d.Info()
 			if err != nil {

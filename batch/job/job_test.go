@@ -273,7 +273,10 @@ func TestRunJournal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, JournalName)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("journal left after a complete job: %v", err)
 	}
-	// Decrypt it all back through the same seam.
+	// Decrypt it all back through the same seam; a journal or temporary
+	// file in the input (an unfinished job's output) is not a message.
+	os.WriteFile(filepath.Join(out, JournalName), []byte("{}\n"), 0o600)
+	os.WriteFile(filepath.Join(out, ".f00.encrypted"+tmpSuffix), []byte("partial"), 0o600)
 	dec := t.TempDir()
 	s, err = newTestJob(t, Config{Mode: Decrypt, KMS: []KMS{k}, Sync: SyncNone}).Run(context.Background(), out, dec)
 	if err != nil || !s.OK() || s.Succeeded != 20 {
