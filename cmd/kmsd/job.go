@@ -32,8 +32,6 @@ are NAME.encrypted) or - (stdin, with --out -: stdout). Credentials and
 region come from the standard AWS environment and shared files.
 Exit status: 0 every file succeeded, 1 a file failed, 2 bad usage or the
 job could not start, 130 interrupted (run again with --resume).
-
-flags:
 `
 
 // contextFlag collects repeated --context k=v.
@@ -60,7 +58,7 @@ type jobFlags struct {
 func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("kmsd job "+mode.String(), flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, jobUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, jobUsage, "\nflags:\n"); fs.PrintDefaults() }
 	f.cfg.Context = map[string]string{}
 	fs.StringVar(&f.endpoints, "endpoint", "", "KMS endpoint URLs, comma-separated, in failover order (default: the SDK's)")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: the AWS environment's, else us-east-1)")

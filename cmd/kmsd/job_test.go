@@ -133,6 +133,33 @@ func sameSums(t *testing.T, what string, got, want map[string][32]byte) {
 	}
 }
 
+// TestRunJobUsage: bad invocations exit 2 before any KMS call.
+func TestRunJobUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"job"},
+		{"job", "frob"},
+		{"job", "encrypt", "--key", "k", "--in", dir},
+		{"job", "encrypt", "--key", "k", "--in", "-", "--out", dir},
+		{"job", "encrypt", "--key", "k", "--in", dir, "--out", t.TempDir(), "--suite", "0x0178"},
+		{"job", "encrypt", "--key", "k", "--in", dir, "--out", t.TempDir(), "--sync", "sometimes"},
+		{"job", "encrypt", "--in", dir, "--out", t.TempDir()},
+		{"job", "encrypt", "--key", "k", "--in", dir, "--out", t.TempDir(), "--context", "novalue"},
+		{"job", "encrypt", "--key", "k", "--in", dir, "--out", t.TempDir(), "--context", "aws-crypto-x=1"},
+		{"job", "encrypt", "--key", "k", "--in", dir, "--out", filepath.Join(dir, "inside")},
+		{"job", "decrypt", "--in", filepath.Join(dir, "missing"), "--out", t.TempDir()},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), append(args, "--endpoint", "http://127.0.0.1:1"), &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"job", "encrypt", "-h"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "-cache-max-messages") {
+		t.Errorf("-h: exit %d\n%s", code, errb.String())
+	}
+}
+
 func TestJob(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts kmsd")
