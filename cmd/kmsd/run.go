@@ -15,6 +15,7 @@ commands:
   credentials  create | list | delete: access keys of principals (account root only)
   k8s-kms-plugin  serve the Kubernetes KMS v2 API on a unix socket (kmsd k8s-kms-plugin -h)
   healthcheck     GET a node's /healthz (/readyz with --ready); exit 0 on 200, 1 otherwise
+  job       encrypt | decrypt | reencrypt: bulk envelope encryption of files (kmsd job -h)
   version   print the version
 `
 
@@ -39,6 +40,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runPlugin(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stdout, stderr)
+	case "job":
+		return runJob(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "kmsd", version)
 		return 0

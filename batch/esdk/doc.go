@@ -1,0 +1,46 @@
+// Package esdk reads and writes the AWS Encryption SDK message format,
+// version 2 (key commitment), from its public specification
+// (github.com/awslabs/aws-encryption-sdk-specification, data-format/).
+//
+// A message is a header (suite, message ID, encryption context, encrypted
+// data keys, content type, frame length, commitment key), a header
+// authentication tag, a framed body and, for signed suites, a footer with
+// an ECDSA P-384 signature over everything before it. Two suites are
+// written: SuiteCommitKey (0x0478, ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+// the default) and SuiteCommitKeyECDSAP384 (0x0578). Both are read, framed
+// or non-framed. Version 1 messages (no key commitment) are refused with
+// ErrUnsupported.
+//
+// The package knows nothing of KMS: the caller supplies the plaintext data
+// key (from GenerateDataKey or Decrypt of one of the header's encrypted
+// data keys) and the package derives the message key with HKDF-SHA512
+// (salt: message ID; info: suite ID || "DERIVEKEY") and checks the
+// commitment key (info "COMMITKEY") before anything else.
+//
+// # Streaming
+//
+// Writer and Reader hold one frame at a time, so memory is bounded by the
+// frame length whatever the message size. Reader returns a frame's
+// plaintext only after its tag verifies; for signed suites the signature
+// is checked at the end, so a caller that must not act on unsigned data
+// (a file written under a temporary name, say) waits for io.EOF.
+//
+// # Concurrency
+//
+// Writer and Reader are not safe for concurrent use; distinct values are
+// independent. ParseHeader and the encoders are pure.
+//
+// # Ownership
+//
+// Data keys passed in are copied where kept and the copies zeroed on
+// Close; the caller zeroes its own.
+//
+// # Errors
+//
+// Malformed input is ErrFormat, an authentication failure (header tag,
+// frame tag, commitment, signature) is ErrAuth, an input beyond Limits is
+// ErrLimit, and a version or suite not implemented is ErrUnsupported; all
+// wrapped with %w and a message that says which field.
+//
+// Package esdk imports only the standard library.
+package esdk

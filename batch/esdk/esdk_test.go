@@ -1,0 +1,351 @@
+package esdk
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+)
+
+const testARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+func testMaterials(t testing.TB, suite Suite, frame int) Materials {
+	t.Helper()
+	m := Materials{
+		Suite:       suite,
+		DataKey:     bytes.Repeat([]byte{7}, DataKeyLen),
+		DataKeys:    []DataKey{{ProviderID: ProviderKMS, ProviderInfo: testARN, Ciphertext: []byte("wrapped-data-key")}},
+		Context:     map[string]string{"tenant": "a", "purpose": "test", "ünï": "çødé"},
+		FrameLength: frame,
+	}
+	if suite.Signed() {
+		sk, err := NewSigningKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SigningKey = sk
+		m.Context[PublicKeyContextKey] = sk.PublicKey()
+	}
+	return m
+}
+
+func encrypt(t testing.TB, m Materials, pt []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := NewWriter(&out, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(pt); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func decrypt(msg, dataKey []byte) ([]byte, *Header, error) {
+	br := bufio.NewReader(bytes.NewReader(msg))
+	h, err := ReadHeader(br, Limits{})
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := NewReader(br, h, dataKey, Limits{})
+	if err != nil {
+		return nil, h, err
+	}
+	pt, err := io.ReadAll(r)
+	return pt, h, err
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, suite := range []Suite{SuiteCommitKey, SuiteCommitKeyECDSAP384} {
+		for _, size := range []int{0, 1, 99, 100, 101, 250, 300, 4096} {
+			t.Run(fmt.Sprintf("%v/%d", suite, size), func(t *testing.T) {
+				m := testMaterials(t, suite, 100)
+				pt := make([]byte, size)
+				rand.Read(pt)
+				msg := encrypt(t, m, pt)
+				got, h, err := decrypt(msg, m.DataKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, pt) {
+					t.Fatal("plaintext differs")
+				}
+				if h.Suite != suite || h.FrameLength != 100 || h.Context["ünï"] != "çødé" || len(h.DataKeys) != 1 ||
+					h.DataKeys[0].ProviderInfo != testARN || string(h.DataKeys[0].Ciphertext) != "wrapped-data-key" {
+					t.Fatalf("header %+v", h)
+				}
+			})
+		}
+	}
+}
+
+// TestReadFrom: the io.ReaderFrom path writes the same plaintext (possibly
+// with an empty final frame, which the format allows).
+func TestReadFrom(t *testing.T) {
+	m := testMaterials(t, SuiteCommitKey, 64)
+	pt := make([]byte, 640)
+	rand.Read(pt)
+	var out bytes.Buffer
+	w, err := NewWriter(&out, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(w, io.MultiReader(bytes.NewReader(pt[:10]), bytes.NewReader(pt[10:]))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := decrypt(out.Bytes(), m.DataKey)
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("err %v, equal %v", err, bytes.Equal(got, pt))
+	}
+}
+
+// TestEveryByteAuthenticated flips each byte of a small message (both
+// suites): every flip must fail with an error, never return plaintext.
+func TestEveryByteAuthenticated(t *testing.T) {
+	for _, suite := range []Suite{SuiteCommitKey, SuiteCommitKeyECDSAP384} {
+		m := testMaterials(t, suite, 16)
+		msg := encrypt(t, m, []byte("forty bytes of plaintext in three frames"))
+		for i := range msg {
+			bad := bytes.Clone(msg)
+			bad[i] ^= 0x01
+			if _, _, err := decrypt(bad, m.DataKey); err == nil {
+				t.Fatalf("%v: flipping byte %d of %d went unnoticed", suite, i, len(msg))
+			}
+		}
+		for n := 0; n < len(msg); n++ {
+			if _, _, err := decrypt(msg[:n], m.DataKey); err == nil {
+				t.Fatalf("%v: truncation to %d of %d bytes went unnoticed", suite, n, len(msg))
+			}
+		}
+		if _, _, err := decrypt(append(bytes.Clone(msg), 0), m.DataKey); !errors.Is(err, ErrFormat) {
+			t.Fatalf("%v: trailing byte: %v", suite, err)
+		}
+	}
+}
+
+func TestWrongDataKey(t *testing.T) {
+	m := testMaterials(t, SuiteCommitKey, 0)
+	msg := encrypt(t, m, []byte("x"))
+	_, _, err := decrypt(msg, bytes.Repeat([]byte{8}, DataKeyLen))
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("err %v, want ErrAuth", err)
+	}
+}
+
+// TestSignatureWithheldPlaintext: a bad signature fails the last Read, and
+// the final frame's plaintext is not handed out.
+func TestSignatureWithheldPlaintext(t *testing.T) {
+	m := testMaterials(t, SuiteCommitKeyECDSAP384, 0)
+	msg := encrypt(t, m, []byte("secret"))
+	msg[len(msg)-1] ^= 1
+	br := bufio.NewReader(bytes.NewReader(msg))
+	h, err := ReadHeader(br, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(br, h, m.DataKey, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	for i := 0; i < 3; i++ {
+		n, err := r.Read(buf)
+		if n != 0 || !errors.Is(err, ErrAuth) {
+			t.Fatalf("read %d: n=%d err=%v", i, n, err)
+		}
+	}
+}
+
+// TestWithDataKeys re-wraps a message: new data keys, same body, still
+// decrypts; a signed message refuses.
+func TestWithDataKeys(t *testing.T) {
+	m := testMaterials(t, SuiteCommitKey, 32)
+	pt := bytes.Repeat([]byte("abc"), 50)
+	msg := encrypt(t, m, pt)
+	br := bufio.NewReader(bytes.NewReader(msg))
+	h, err := ReadHeader(br, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(br)
+	keys := []DataKey{{ProviderID: ProviderKMS, ProviderInfo: "arn:new", Ciphertext: bytes.Repeat([]byte{1}, 200)}, {ProviderID: "other", ProviderInfo: "x", Ciphertext: []byte{2}}}
+	nh, err := h.WithDataKeys(m.DataKey, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gh, err := decrypt(append(nh.AppendTo(nil), body...), m.DataKey)
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("err %v", err)
+	}
+	if len(gh.DataKeys) != 2 || gh.DataKeys[0].ProviderInfo != "arn:new" || gh.Context["tenant"] != "a" {
+		t.Fatalf("header %+v", gh)
+	}
+	if _, err := h.WithDataKeys(bytes.Repeat([]byte{9}, 32), keys); !errors.Is(err, ErrAuth) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	sm := testMaterials(t, SuiteCommitKeyECDSAP384, 0)
+	smsg := encrypt(t, sm, pt)
+	sh, err := ReadHeader(bufio.NewReader(bytes.NewReader(smsg)), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.WithDataKeys(sm.DataKey, keys); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("signed: %v", err)
+	}
+}
+
+// TestHeaderLayout checks the serialized header field by field against
+// the specification's layout (version 2).
+func TestHeaderLayout(t *testing.T) {
+	m := Materials{Suite: SuiteCommitKey, DataKey: make([]byte, 32),
+		DataKeys: []DataKey{{ProviderID: "aws-kms", ProviderInfo: "arn", Ciphertext: []byte{0xAA}}},
+		Context:  map[string]string{"b": "2", "a": "1"}, FrameLength: 4096}
+	var out bytes.Buffer
+	w, err := NewWriter(&out, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := w.Header()
+	want := []byte{0x02, 0x04, 0x78}
+	want = append(want, h.MessageID...)
+	want = append(want, 0, 14, 0, 2, 0, 1, 'a', 0, 1, '1', 0, 1, 'b', 0, 1, '2') // sorted
+	want = append(want, 0, 1, 0, 7, 'a', 'w', 's', '-', 'k', 'm', 's', 0, 3, 'a', 'r', 'n', 0, 1, 0xAA)
+	want = append(want, 0x02, 0, 0, 0x10, 0)
+	want = append(want, h.Commitment...)
+	if got := out.Bytes()[:len(want)]; !bytes.Equal(got, want) {
+		t.Fatalf("header\n got %x\nwant %x", got, want)
+	}
+	if out.Len() != len(want)+tagLen {
+		t.Fatalf("header+tag is %d bytes, want %d", out.Len(), len(want)+tagLen)
+	}
+	// The tag is GCM over the header with a zero IV and no plaintext.
+	key, _, _ := deriveKeys(SuiteCommitKey, m.DataKey, h.MessageID)
+	block, _ := aes.NewCipher(key)
+	g, _ := cipher.NewGCM(block)
+	if tag := g.Seal(nil, make([]byte, 12), nil, want); !bytes.Equal(tag, out.Bytes()[len(want):]) {
+		t.Fatal("header tag is not AES-GCM(zero IV, AAD=header)")
+	}
+}
+
+// TestLimits: a reader refuses frames, key counts and headers beyond its
+// limits before allocating for them.
+func TestLimits(t *testing.T) {
+	m := testMaterials(t, SuiteCommitKey, 1<<20)
+	msg := encrypt(t, m, []byte("x"))
+	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader(msg)), Limits{MaxFrameLength: 1 << 10}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("frame: %v", err)
+	}
+	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader(msg)), Limits{MaxHeaderBytes: 40}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("header: %v", err)
+	}
+	m.DataKeys = append(m.DataKeys, m.DataKeys[0], m.DataKeys[0])
+	msg = encrypt(t, m, []byte("x"))
+	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader(msg)), Limits{MaxDataKeys: 2}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("keys: %v", err)
+	}
+	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader([]byte{1, 0x80, 0})), Limits{}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("v1: %v", err)
+	}
+}
+
+// fuzzKey opens every fuzz seed.
+var fuzzKey = bytes.Repeat([]byte{5}, DataKeyLen)
+
+func fuzzSeeds(f *testing.F) [][]byte {
+	var seeds [][]byte
+	for _, suite := range []Suite{SuiteCommitKey, SuiteCommitKeyECDSAP384} {
+		m := testMaterials(f, suite, 16)
+		m.DataKey = fuzzKey
+		seeds = append(seeds, encrypt(f, m, []byte("some plaintext across frames")), encrypt(f, m, nil))
+	}
+	return seeds
+}
+
+// FuzzReadHeader: any input gives a header or an error, never a panic or
+// an allocation beyond Limits.
+func FuzzReadHeader(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lim := Limits{MaxFrameLength: 1 << 16}
+		h, err := ReadHeader(bufio.NewReader(bytes.NewReader(b)), lim)
+		if err != nil {
+			return
+		}
+		if len(h.Raw())+tagLen > len(b) {
+			t.Fatalf("header of %d bytes from %d input bytes", len(h.Raw()), len(b))
+		}
+		if _, err := NewReader(bufio.NewReader(bytes.NewReader(nil)), h, fuzzKey, lim); err == nil && !bytes.Equal(h.AppendTo(nil), b[:len(h.Raw())+tagLen]) {
+			t.Fatal("authenticated header does not re-serialize to its input")
+		}
+	})
+}
+
+// FuzzBody: a valid header (opened with fuzzKey) followed by fuzzed body
+// bytes decrypts or fails cleanly.
+func FuzzBody(f *testing.F) {
+	seeds := fuzzSeeds(f)
+	headers := make([][]byte, len(seeds))
+	for i, s := range seeds {
+		h, err := ReadHeader(bufio.NewReader(bytes.NewReader(s)), Limits{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		headers[i] = h.AppendTo(nil)
+		f.Add(uint8(i), s[len(headers[i]):])
+	}
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		hb := headers[int(which)%len(headers)]
+		br := bufio.NewReader(bytes.NewReader(append(bytes.Clone(hb), body...)))
+		h, err := ReadHeader(br, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewReader(br, h, fuzzKey, Limits{MaxFrameLength: 1 << 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, r)
+	})
+}
+
+// BenchmarkWriter encrypts 1 MiB messages (frame 64 KiB) next to its
+// baseline twin, raw AES-256-GCM over the same frames.
+func BenchmarkWriter(b *testing.B) {
+	pt := make([]byte, 1<<20)
+	m := testMaterials(b, SuiteCommitKey, 64<<10)
+	b.Run("esdk", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pt)))
+		for b.Loop() {
+			w, _ := NewWriter(io.Discard, m)
+			w.Write(pt)
+			w.Close()
+		}
+	})
+	b.Run("raw-gcm", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pt)))
+		g := newAEAD(m.DataKey)
+		out := make([]byte, 0, 64<<10+16)
+		iv := make([]byte, 12)
+		for b.Loop() {
+			for off := 0; off < len(pt); off += 64 << 10 {
+				out = g.Seal(out[:0], iv, pt[off:off+64<<10], nil)
+			}
+		}
+	})
+}
