@@ -79,7 +79,7 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 	}
 	f := NewFaultyStreamLayer(sl)
 	nd, err := New(Config{NodeID: fmt.Sprintf("n%d", i), DataDir: tc.dirs[i], Bootstrap: bootstrap, Stream: f,
-		HeartbeatTimeout: 500 * time.Millisecond, ApplyTimeout: 3 * time.Second, TrailingLogs: 16, LogOutput: raftLog(i)})
+		HeartbeatTimeout: time.Second, ApplyTimeout: 5 * time.Second, TrailingLogs: 16, LogOutput: raftLog(i)})
 	if err != nil {
 		tc.t.Fatal(err)
 	}

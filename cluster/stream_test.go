@@ -227,9 +227,9 @@ func newStreamNode(t testing.TB, id string, tlsCfg *tls.Config, logw io.Writer) 
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(id)
-	rc.HeartbeatTimeout = 300 * time.Millisecond
-	rc.ElectionTimeout = 300 * time.Millisecond
-	rc.LeaderLeaseTimeout = 150 * time.Millisecond
+	rc.HeartbeatTimeout = time.Second
+	rc.ElectionTimeout = time.Second
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.CommitTimeout = 10 * time.Millisecond
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft-" + id, Level: hclog.Warn, Output: logw})
 
