@@ -112,6 +112,7 @@ func (s *Server) checkKeyState(op string, k *cluster.Key) error {
 	if !ok {
 		return nil
 	}
+	k = s.storeView(k)
 	col := column(k.State)
 	if col < 0 {
 		return apiErr(errInvalidState, "%s is in an unknown state %s.", k.Arn, k.State)

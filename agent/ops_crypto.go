@@ -29,6 +29,7 @@ func (s *Server) cryptoKey(r *request, id *string, a authReq) (*cluster.Key, err
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
+	withStoreRequest(r, k)
 	if k.KeyUsage != usageEncryptDecrypt || k.KeySpec != specSymmetricDefault {
 		return nil, apiErr(errInvalidKeyUsage, "%s key usage is %s and key spec is %s; this operation needs a symmetric ENCRYPT_DECRYPT key.", k.Arn, k.KeyUsage, k.KeySpec)
 	}

@@ -72,11 +72,8 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if usage != usageEncryptDecrypt {
 		return nil, apiErr(errValidation, "KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
 	}
-	if origin != originAWSKMS {
-		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet; only AWS_KMS is.", origin)
-	}
-	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
-		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
+	if origin == "EXTERNAL" {
+		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet.", origin)
 	}
 	if in.MultiRegion {
 		return nil, apiErr(errUnsupported, "Multi-Region keys are not supported by this kmsd yet.")
@@ -104,6 +101,13 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		}
 		policy = *in.Policy
 	}
+	var plan *storeKeyPlan // a key in a custom key store (keystore_crypto.go)
+	if in.CustomKeyStoreId != nil || in.XksKeyId != nil || origin != originAWSKMS {
+		var err error
+		if plan, err = s.planStoreKey(r, origin, in.CustomKeyStoreId, in.XksKeyId); err != nil {
+			return nil, err
+		}
+	}
 
 	wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
 	if err != nil {
@@ -117,6 +121,12 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
 		Tags:      tags, Policy: policy,
 	}
+	if plan != nil {
+		if err := s.createStoreKey(r, plan, k); err != nil {
+			return nil, err
+		}
+		return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
+	}
 	_, err = s.apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
 	if errors.Is(err, cluster.ErrLimitExceeded) {
 		return nil, apiErr(errLimitExceeded, "The request was rejected because the account has reached its quota of KMS keys.")
@@ -128,6 +138,7 @@ func opCreateKey(s *Server, r *request) (any, error) {
 }
 
 func (s *Server) metadata(k *cluster.Key) keyMetadata {
+	k = s.storeView(k)
 	md := keyMetadata{
 		AWSAccountId: k.AccountID, KeyId: k.ID, Arn: k.Arn, CreationDate: epoch(k.Created),
 		Enabled: k.State == cluster.StateEnabled, Description: k.Description, KeyUsage: k.KeyUsage,
@@ -140,6 +151,7 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 	if m, ok := k.CurrentMaterial(); ok {
 		md.CurrentKeyMaterialId = materialID(m)
 	}
+	s.storeMetadata(k, &md)
 	if k.State == cluster.StatePendingDeletion {
 		d, w := epoch(k.DeletionDate), k.PendingDays
 		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/x509"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,13 @@ type Config struct {
 	// Audit receives one record per API call; nil = no audit log. The
 	// caller opens and closes it.
 	Audit *audit.Logger
+	// Custom key stores (keystores.go): XKSTimeout bounds each call to an
+	// XKS proxy (0 = 250 ms, as AWS); XKSRootCAs are the CAs a proxy's
+	// certificate may chain to (nil = the system's); HSMStores are the
+	// PKCS#11 tokens AWS_CLOUDHSM key stores may use, by CloudHsmClusterId.
+	XKSTimeout time.Duration
+	XKSRootCAs *x509.CertPool
+	HSMStores  map[string]HSMStoreConfig
 }
 
 // Validate checks the config, naming the bad field.
@@ -121,6 +129,7 @@ type Server struct {
 	// with it skip policy evaluation for the account root.
 	defaultPolicyText string
 	http              *fasthttp.Server
+	stores            storeState // custom key stores (keystores.go)
 
 	readyMu sync.Mutex
 	ready   bool
@@ -239,6 +248,7 @@ func (s *Server) Shutdown() error {
 	s.node.OnKeyChange(nil)
 	s.pool.SetObserver(nil)
 	s.keyCache.Close()
+	s.closeStores()
 	return err
 }
 

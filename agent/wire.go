@@ -49,6 +49,10 @@ type keyMetadata struct {
 	EncryptionAlgorithms        []string `json:"EncryptionAlgorithms,omitempty"`
 	MultiRegion                 bool     `json:"MultiRegion"`
 	CurrentKeyMaterialId        string   `json:"CurrentKeyMaterialId,omitempty"`
+	// Custom key stores (keystore_crypto.go storeMetadata).
+	CustomKeyStoreId    string            `json:"CustomKeyStoreId,omitempty"`
+	CloudHsmClusterId   string            `json:"CloudHsmClusterId,omitempty"`
+	XksKeyConfiguration *xksKeyConfigWire `json:"XksKeyConfiguration,omitempty"`
 }
 
 type createKeyRequest struct {
