@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmsd/kmsd/agent"
 	"github.com/kmsd/kmsd/hsmpool"
 	"github.com/kmsd/kmsd/xks"
 )
@@ -167,4 +169,50 @@ func serveXKS(ctx context.Context, keys *xks.TokenKeys, dir, listen, region, pre
 			return 0
 		}
 	}
+}
+
+// hsmStoreFlag collects --hsm-store values.
+type hsmStoreFlag []string
+
+func (f *hsmStoreFlag) String() string     { return strings.Join(*f, ",") }
+func (f *hsmStoreFlag) Set(v string) error { *f = append(*f, v); return nil }
+
+// customStoreConfig fills the custom key store settings of the agent's
+// config from --xks-ca-file, --xks-timeout and --hsm-store.
+func customStoreConfig(c serveConfig, acfg *agent.Config) error {
+	acfg.XKSTimeout = c.xksTimeout
+	if c.xksCAFile != "" {
+		pem, err := os.ReadFile(c.xksCAFile)
+		if err != nil {
+			return fmt.Errorf("--xks-ca-file: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--xks-ca-file: %s holds no PEM certificate", c.xksCAFile)
+		}
+		acfg.XKSRootCAs = roots
+	}
+	for _, v := range c.hsmStores {
+		id, rest, ok := strings.Cut(v, "=")
+		parts := strings.Split(rest, ":")
+		if !ok || id == "" || len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return fmt.Errorf("--hsm-store %q: want CLUSTER_ID=LIB:TOKEN_LABEL[:TRUST_ANCHOR_PEM]", v)
+		}
+		hc := agent.HSMStoreConfig{Lib: parts[0], TokenLabel: parts[1]}
+		if len(parts) == 3 {
+			pem, err := os.ReadFile(parts[2])
+			if err != nil {
+				return fmt.Errorf("--hsm-store %s: %w", id, err)
+			}
+			hc.TrustAnchorPEM = string(pem)
+		}
+		if acfg.HSMStores == nil {
+			acfg.HSMStores = map[string]agent.HSMStoreConfig{}
+		}
+		acfg.HSMStores[id] = hc
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,6 +14,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsd/kmsd/hsmpool"
 	"github.com/kmsd/kmsd/xks"
@@ -110,5 +115,66 @@ func TestXKSProxyCommand(t *testing.T) {
 	pt, err := c.Decrypt(ctx, "app-1", md, s, []byte("ctx"))
 	if err != nil || string(pt) != "hello" {
 		t.Fatalf("decrypt: %q %v", pt, err)
+	}
+	// A key made while the proxy runs is served at once.
+	if out, err := kmsdChild(t, "xks-proxy", "create-key", "--data-dir", dir, "--label", "app-2").CombinedOutput(); err != nil {
+		t.Fatalf("create-key while the proxy runs: %v %s", err, out)
+	}
+	if m, err := c.Metadata(ctx, "app-2", md); err != nil || m.KeyStatus != "ENABLED" {
+		t.Fatalf("metadata of a key made while serving: %+v %v", m, err)
+	}
+
+	// kmsd serve (its own process and token) uses the proxy as an external
+	// key store, trusting its self-signed certificate with --xks-ca-file.
+	sdir := t.TempDir()
+	node := kmsdChild(t, "serve", "--data-dir", sdir, "--listen", "127.0.0.1:0", "--log-level", "warn",
+		"--xks-ca-file", filepath.Join(dir, "tls.crt"))
+	var nerr bytes.Buffer
+	node.Stderr = &nerr
+	nout, err := node.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = node.Process.Signal(syscall.SIGTERM)
+		_ = node.Wait()
+	}()
+	sc = bufio.NewScanner(nout)
+	var api string
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "kmsd: serving the AWS KMS API on "); ok {
+			api = strings.Fields(rest)[0]
+			break
+		}
+	}
+	if api == "" {
+		t.Fatalf("kmsd serve did not start: %s", nerr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, nout) }()
+	kc := clientFor(t, sdir, api)
+	cs, err := kc.CreateCustomKeyStore(ctx, &kms.CreateCustomKeyStoreInput{CustomKeyStoreName: aws.String("hyok"),
+		CustomKeyStoreType: types.CustomKeyStoreTypeExternalKeyStore, XksProxyUriEndpoint: aws.String(strings.TrimSuffix(url, "/kms/xks/v1")),
+		XksProxyUriPath: aws.String("/kms/xks/v1"), XksProxyConnectivity: types.XksProxyConnectivityTypePublicEndpoint,
+		XksProxyAuthenticationCredential: &types.XksProxyAuthenticationCredentialType{AccessKeyId: aws.String(id), RawSecretAccessKey: aws.String(secret)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: cs.CustomKeyStoreId}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternalKeyStore, CustomKeyStoreId: cs.CustomKeyStoreId, XksKeyId: aws.String("app-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := kc.Encrypt(ctx, &kms.EncryptInput{KeyId: key.KeyMetadata.KeyId, Plaintext: []byte("hyok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := kc.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "hyok" {
+		t.Fatalf("decrypt through the proxy: %v", err)
 	}
 }
