@@ -112,6 +112,9 @@ func (s *Server) checkKeyState(op string, k *cluster.Key) error {
 	if !ok {
 		return nil
 	}
+	if k.CustomKeyStoreID != "" && storeUnsupported[op] {
+		return stateError(r7, k)
+	}
 	k = s.storeView(k)
 	col := column(k.State)
 	if col < 0 {

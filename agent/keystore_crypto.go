@@ -410,3 +410,12 @@ func (s *Server) createStoreKey(r *request, plan *storeKeyPlan, k *cluster.Key) 
 	}
 	return nil
 }
+
+// storeUnsupported lists the operations AWS refuses for every key in a
+// custom key store, whatever its state (UnsupportedOperationException,
+// the key-state table's [7]).
+var storeUnsupported = map[string]bool{
+	"EnableKeyRotation":  true,
+	"DisableKeyRotation": true,
+	"RotateKeyOnDemand":  true,
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+	"github.com/kmsd/kmsd/quota"
 	"github.com/kmsd/kmsd/xks"
 )
 
@@ -501,6 +502,8 @@ func TestHSMKeyStore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	_, err = c.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: md.KeyId})
+	wantAPIError(t, err, errUnsupported) // no rotation in a custom key store, even connected
 	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: md.KeyId, Plaintext: []byte("in the HSM")})
 	if err != nil {
 		t.Fatal(err)
@@ -579,4 +582,27 @@ func TestCustomKeyStoreLimitAndPaging(t *testing.T) {
 	}
 	_, err = c.DescribeCustomKeyStores(ctx, &kms.DescribeCustomKeyStoresInput{CustomKeyStoreId: aws.String(ids[0])})
 	wantAPIError(t, err, errCKSNotFound)
+}
+
+// TestStoreQuota: a store's own bucket (1,800/s, as AWS) refuses a burst
+// beyond it with ThrottlingException, independently of other stores.
+func TestStoreQuota(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin},
+		Config{Quotas: quota.Config{Rates: map[quota.Group]float64{quota.Symmetric: 1e9}}})
+	throttled := 0
+	for range 2 * StoreRate {
+		if err := ts.allowStore("cks-a"); err != nil {
+			if ae, ok := err.(*APIError); !ok || ae.Type != errThrottling {
+				t.Fatalf("error %v", err)
+			}
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("a burst of twice the store quota was never throttled")
+	}
+	if err := ts.allowStore("cks-b"); err != nil {
+		t.Fatalf("another store throttled: %v", err)
+	}
 }
