@@ -351,7 +351,7 @@ func (s *Server) planStoreKey(r *request, origin string, storeID, xksKeyID *stri
 	}
 	plan.xksKeyID = *xksKeyID
 	for _, o := range s.node.StoreKeys(cs.ID) {
-		if o.XksKeyID == plan.xksKeyID {
+		if o.XksKeyID == plan.xksKeyID && !s.cfg.XKSSharedKeys {
 			return nil, apiErr(errXksKeyInUse, "External key %s is already associated with KMS key %s in this external key store.", plan.xksKeyID, o.Arn)
 		}
 	}
@@ -398,7 +398,7 @@ func (s *Server) createStoreKey(r *request, plan *storeKeyPlan, k *cluster.Key) 
 			return hsmStoreErr(err, k)
 		}
 	}
-	_, err := s.apply(r.ctx, &cluster.CreateStoreKey{Key: k, MaxKeys: s.cfg.MaxKeys})
+	_, err := s.apply(r.ctx, &cluster.CreateStoreKey{Key: k, MaxKeys: s.cfg.MaxKeys, SharedXksKey: s.cfg.XKSSharedKeys})
 	if err != nil && plan.store.Type == cluster.KeyStoreCloudHSM {
 		_ = s.stores.hsm.deleteKey(r.ctx, plan.store.ID, k.Arn) // not a KMS key: leave no orphan
 	}

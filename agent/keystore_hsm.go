@@ -215,3 +215,34 @@ func hsmStoreErr(err error, k *cluster.Key) error {
 	}
 	return err
 }
+
+// storeRandom is GenerateRandom with CustomKeyStoreId: random bytes from
+// the HSM of a connected AWS_CLOUDHSM key store. External key stores have
+// none (UnsupportedOperationException, as AWS).
+func (s *Server) storeRandom(r *request, id *string, n int) (any, error) {
+	if err := checkStoreID(id); err != nil {
+		return nil, err
+	}
+	cs, err := s.storeFor(*id)
+	if err != nil {
+		return nil, err
+	}
+	if cs.Type != cluster.KeyStoreCloudHSM {
+		return nil, apiErr(errUnsupported, "GenerateRandom is not supported for external key stores.")
+	}
+	if cs.State != cluster.StoreConnected {
+		return nil, apiErr(errCKSInvalidState, "Custom key store %s is %s; GenerateRandom needs it CONNECTED.", cs.ID, cs.State)
+	}
+	if _, err := s.hsmStoreKeys(r.ctx, cs); err != nil {
+		return nil, err
+	}
+	c, ok := s.stores.hsm.get(cs.ID)
+	if !ok {
+		return nil, storeUnavailable(&cluster.Key{Arn: cs.ID})
+	}
+	b, err := c.pool.Random(r.ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return &generateRandomResponse{Plaintext: b}, nil
+}

@@ -233,6 +233,9 @@ func TestExternalKeyStore(t *testing.T) {
 		t.Fatalf("re-encrypt to the external key: %v", err)
 	}
 
+	_, err = c.GenerateRandom(ctx, &kms.GenerateRandomInput{CustomKeyStoreId: aws.String(id), NumberOfBytes: aws.Int32(32)})
+	wantAPIError(t, err, errUnsupported)
+
 	// Disconnected: the key is Unavailable and crypto fails with
 	// KMSInvalidStateException; reconnected, old ciphertexts open again.
 	if _, err := c.DisconnectCustomKeyStore(ctx, &kms.DisconnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)}); err != nil {
@@ -516,9 +519,14 @@ func TestHSMKeyStore(t *testing.T) {
 	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: tampered})
 	wantAPIError(t, err, errInvalidCiphertext)
 
+	if rnd, err := c.GenerateRandom(ctx, &kms.GenerateRandomInput{CustomKeyStoreId: aws.String(id), NumberOfBytes: aws.Int32(32)}); err != nil || len(rnd.Plaintext) != 32 {
+		t.Fatalf("GenerateRandom in the HSM store: %v", err)
+	}
 	if _, err := c.DisconnectCustomKeyStore(ctx, &kms.DisconnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)}); err != nil {
 		t.Fatal(err)
 	}
+	_, err = c.GenerateRandom(ctx, &kms.GenerateRandomInput{CustomKeyStoreId: aws.String(id), NumberOfBytes: aws.Int32(32)})
+	wantAPIError(t, err, errCKSInvalidState)
 	if d, _ := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: md.KeyId}); d.KeyMetadata.KeyState != types.KeyStateUnavailable {
 		t.Fatalf("state while disconnected: %s", d.KeyMetadata.KeyState)
 	}
@@ -604,5 +612,45 @@ func TestStoreQuota(t *testing.T) {
 	}
 	if err := ts.allowStore("cks-b"); err != nil {
 		t.Fatalf("another store throttled: %v", err)
+	}
+}
+
+// TestXKSSharedKeys: with Config.XKSSharedKeys one external key backs
+// several KMS keys (Alibaba Cloud's model), and their ciphertexts stay
+// bound to their own KMS key.
+func TestXKSSharedKeys(t *testing.T) {
+	p := newTestXKSProxy(t)
+	lib, label, pin := hsmtest.NewToken(t)
+	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{XKSRootCAs: p.roots, XKSTimeout: 10 * time.Second, XKSSharedKeys: true})
+	c := ts.client
+	ctx := context.Background()
+	cr, err := c.CreateCustomKeyStore(ctx, &kms.CreateCustomKeyStoreInput{CustomKeyStoreName: aws.String("hyok"),
+		CustomKeyStoreType: types.CustomKeyStoreTypeExternalKeyStore, XksProxyUriEndpoint: aws.String(p.endpoint),
+		XksProxyUriPath: aws.String("/kms/xks/v1"), XksProxyAuthenticationCredential: p.credential()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: cr.CustomKeyStoreId}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.keys.Create(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	var ids []*string
+	for range 2 {
+		k, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternalKeyStore, CustomKeyStoreId: cr.CustomKeyStoreId, XksKeyId: aws.String("shared")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, k.KeyMetadata.KeyId)
+	}
+	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: ids[0], Plaintext: []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, KeyId: ids[1]})
+	wantAPIError(t, err, errIncorrectKey)
+	if d, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, KeyId: ids[0]}); err != nil || string(d.Plaintext) != "a" {
+		t.Fatalf("decrypt: %v", err)
 	}
 }

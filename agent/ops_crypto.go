@@ -202,9 +202,6 @@ func opGenerateRandom(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.CustomKeyStoreId != nil {
-		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
-	}
 	if in.Recipient != nil {
 		return nil, apiErr(errUnsupported, "Recipient (Nitro Enclaves attestation) is not supported by kmsd.")
 	}
@@ -216,6 +213,9 @@ func opGenerateRandom(s *Server, r *request) (any, error) {
 	}
 	if n := *in.NumberOfBytes; n < 1 || n > maxDataKeySize {
 		return nil, validationRange("numberOfBytes", n, 1, maxDataKeySize)
+	}
+	if in.CustomKeyStoreId != nil {
+		return s.storeRandom(r, in.CustomKeyStoreId, int(*in.NumberOfBytes))
 	}
 	b, err := s.pool.Random(r.ctx, int(*in.NumberOfBytes))
 	if err != nil {

@@ -64,6 +64,9 @@ type Config struct {
 	// PKCS#11 tokens AWS_CLOUDHSM key stores may use, by CloudHsmClusterId.
 	XKSTimeout time.Duration
 	XKSRootCAs *x509.CertPool
+	// XKSSharedKeys lets one external key back several KMS keys of a store
+	// (Alibaba Cloud's model); AWS, and the default, refuse it.
+	XKSSharedKeys bool
 	HSMStores  map[string]HSMStoreConfig
 }
 

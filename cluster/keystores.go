@@ -109,6 +109,9 @@ type DeleteKeyStore struct {
 type CreateStoreKey struct {
 	Key     *Key
 	MaxKeys int
+	// SharedXksKey lets several keys of the store use one external key
+	// (Alibaba Cloud's HYOK model; AWS refuses it).
+	SharedXksKey bool
 }
 
 func (CreateKeyStore) cmdType() CmdType   { return cmdCreateKeyStore }
@@ -289,7 +292,7 @@ func (s *state) applyKeyStores(c Command) (resp any, ok bool) {
 		if _, dup := s.keys[k.ID]; dup {
 			return fmt.Errorf("%w: %s", ErrKeyExists, k.ID), true
 		}
-		if k.XksKeyID != "" {
+		if k.XksKeyID != "" && !c.SharedXksKey {
 			for _, o := range s.keys {
 				if o.CustomKeyStoreID == cs.ID && o.XksKeyID == k.XksKeyID {
 					return fmt.Errorf("%w: %s", ErrXksKeyInUse, k.XksKeyID), true

@@ -65,6 +65,7 @@ type serveConfig struct {
 	xksCAFile  string
 	xksTimeout time.Duration
 	hsmStores  hsmStoreFlag
+	xksShared  bool
 }
 
 func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -108,6 +109,7 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.auditOff, "no-audit", false, "write no audit log")
 	fs.StringVar(&c.xksCAFile, "xks-ca-file", "", "PEM `file` of extra CAs that external key store proxies' certificates may chain to (e.g. a kmsd xks-proxy's DIR/tls.crt)")
 	fs.DurationVar(&c.xksTimeout, "xks-timeout", 250*time.Millisecond, "how long each call to an external key store proxy may take")
+	fs.BoolVar(&c.xksShared, "xks-shared-external-keys", false, "let one external key back several KMS keys of an external key store (Alibaba Cloud's HYOK model; AWS refuses it)")
 	fs.Var(&c.hsmStores, "hsm-store", "`CLUSTER_ID=LIB:TOKEN_LABEL[:TRUST_ANCHOR_PEM]`: a PKCS#11 token AWS_CLOUDHSM key stores may use under CloudHsmClusterId CLUSTER_ID (repeatable)")
 	return fs
 }

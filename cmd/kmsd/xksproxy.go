@@ -180,7 +180,7 @@ func (f *hsmStoreFlag) Set(v string) error { *f = append(*f, v); return nil }
 // customStoreConfig fills the custom key store settings of the agent's
 // config from --xks-ca-file, --xks-timeout and --hsm-store.
 func customStoreConfig(c serveConfig, acfg *agent.Config) error {
-	acfg.XKSTimeout = c.xksTimeout
+	acfg.XKSTimeout, acfg.XKSSharedKeys = c.xksTimeout, c.xksShared
 	if c.xksCAFile != "" {
 		pem, err := os.ReadFile(c.xksCAFile)
 		if err != nil {
