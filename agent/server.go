@@ -67,7 +67,7 @@ type Config struct {
 	// XKSSharedKeys lets one external key back several KMS keys of a store
 	// (Alibaba Cloud's model); AWS, and the default, refuse it.
 	XKSSharedKeys bool
-	HSMStores  map[string]HSMStoreConfig
+	HSMStores     map[string]HSMStoreConfig
 }
 
 // Validate checks the config, naming the bad field.
