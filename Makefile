@@ -7,7 +7,7 @@ DATA    ?= ./data
 # "context deadline exceeded" failure with no crasher).
 FUZZTIME ?= 20000x
 # Packages with concurrency run under the race detector.
-RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/... ./kmsplugin/... ./cmd/kmsd/...
+RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/... ./kmsplugin/... ./cmd/kmsd/... ./xks/...
 BENCHTIME ?= 10s
 
 .PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report cluster cluster-down deploy-check image clean
@@ -49,7 +49,7 @@ fuzz:
 	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
-	  ./agent/policy:FuzzParse; do \
+	  ./agent/policy:FuzzParse ./agent:FuzzParseStoreBlob ./xks:FuzzRoute; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \

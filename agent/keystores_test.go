@@ -342,18 +342,20 @@ func TestXKSTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hang.Close()
-	var conns []net.Conn
+	conns := make(chan net.Conn, 64)
 	go func() {
 		for {
 			c, err := hang.Accept()
 			if err != nil {
+				close(conns)
 				return
 			}
-			conns = append(conns, c)
+			conns <- c
 		}
 	}()
 	defer func() {
-		for _, c := range conns {
+		hang.Close()
+		for c := range conns {
 			c.Close()
 		}
 	}()
