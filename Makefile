@@ -58,6 +58,7 @@ fuzz:
 e2e: build
 	scripts/e2e-cli.sh
 	scripts/e2e-cluster.sh
+	scripts/e2e-xks.sh
 
 # A local cluster of N separate kmsd processes (deploy/local/cluster.sh).
 CLUSTER_DIR ?= ./cluster-data
