@@ -37,7 +37,9 @@ type testXKSProxy struct {
 	certDir  string
 }
 
-func newTestXKSProxy(t *testing.T) *testXKSProxy {
+func newTestXKSProxy(t *testing.T) *testXKSProxy { return newTestXKSProxyTB(t) }
+
+func newTestXKSProxyTB(t testing.TB) *testXKSProxy {
 	t.Helper()
 	keys := xks.NewTokenKeys(hsmtest.NewPool(t))
 	id, secret := xks.NewCredential()
@@ -55,7 +57,7 @@ func newTestXKSProxy(t *testing.T) *testXKSProxy {
 }
 
 // start serves on ln (a restart after stop reuses the certificate).
-func (p *testXKSProxy) start(t *testing.T, ln net.Listener) []byte {
+func (p *testXKSProxy) start(t testing.TB, ln net.Listener) []byte {
 	t.Helper()
 	srv, err := xks.NewServer(xks.ServerConfig{Keys: p.keys, Credentials: map[string]string{p.id: p.secret}})
 	if err != nil {
@@ -655,4 +657,31 @@ func TestXKSSharedKeys(t *testing.T) {
 	if d, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, KeyId: ids[0]}); err != nil || string(d.Plaintext) != "a" {
 		t.Fatalf("decrypt: %v", err)
 	}
+}
+
+// BenchmarkEncryptXKS is BenchmarkEncrypt's twin for a key in an external
+// key store: kmsd's own layer, then an XKS call to an in-process proxy over
+// HTTPS. The ratio between the two is the cost of the external layer.
+func BenchmarkEncryptXKS(b *testing.B) {
+	p := newTestXKSProxyTB(b)
+	lib, label, pin := hsmtest.NewToken(b)
+	ts := startTestServerCfg(b, b.TempDir(), tokenRef{lib, label, pin}, Config{XKSRootCAs: p.roots, XKSTimeout: 10 * time.Second})
+	ctx := context.Background()
+	cr, err := ts.client.CreateCustomKeyStore(ctx, &kms.CreateCustomKeyStoreInput{CustomKeyStoreName: aws.String("b"),
+		CustomKeyStoreType: types.CustomKeyStoreTypeExternalKeyStore, XksProxyUriEndpoint: aws.String(p.endpoint),
+		XksProxyUriPath: aws.String("/kms/xks/v1"), XksProxyAuthenticationCredential: p.credential()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ts.client.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: cr.CustomKeyStoreId}); err != nil {
+		b.Fatal(err)
+	}
+	if err := p.keys.Create(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	k, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternalKeyStore, CustomKeyStoreId: cr.CustomKeyStoreId, XksKeyId: aws.String("bench")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchOp(b, ts, "Encrypt", []byte(`{"KeyId":"`+*k.KeyMetadata.KeyId+`","Plaintext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 }
