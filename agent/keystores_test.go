@@ -685,3 +685,83 @@ func BenchmarkEncryptXKS(b *testing.B) {
 	}
 	benchOp(b, ts, "Encrypt", []byte(`{"KeyId":"`+*k.KeyMetadata.KeyId+`","Plaintext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 }
+
+// TestCustomKeyStoresInCluster: store writes made through a follower are
+// forwarded; every node uses the stores (it unseals the proxy secret or
+// HSM PIN from the replicated state and connects on first use).
+func TestCustomKeyStoresInCluster(t *testing.T) {
+	p := newTestXKSProxy(t)
+	lib, label, pin := hsmtest.NewToken(t)
+	slib, slabel, spin := hsmtest.NewToken(t)
+	cfg := Config{XKSRootCAs: p.roots, XKSTimeout: 10 * time.Second,
+		HSMStores: map[string]HSMStoreConfig{"cluster-abcdefghijk": {Lib: slib, TokenLabel: slabel}}}
+	var nodes []*testServer
+	for i := range 2 {
+		dir := t.TempDir()
+		ccfg := cluster.Config{NodeID: fmt.Sprintf("node%d", i+1), DataDir: dir, BindAddr: "127.0.0.1:0",
+			Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+		var join *testServer
+		if i > 0 {
+			join = nodes[0]
+		}
+		nodes = append(nodes, startNode(t, dir, tokenRef{lib, label, pin}, cfg, ccfg, join))
+	}
+	waitMembers(t, nodes)
+	leader, follower := nodes[0].client, nodes[1].client
+	ctx := context.Background()
+
+	// External key store, managed through the follower.
+	cr, err := follower.CreateCustomKeyStore(ctx, &kms.CreateCustomKeyStoreInput{CustomKeyStoreName: aws.String("hyok"),
+		CustomKeyStoreType: types.CustomKeyStoreTypeExternalKeyStore, XksProxyUriEndpoint: aws.String(p.endpoint),
+		XksProxyUriPath: aws.String("/kms/xks/v1"), XksProxyAuthenticationCredential: p.credential()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: cr.CustomKeyStoreId}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.keys.Create(ctx, "ext"); err != nil {
+		t.Fatal(err)
+	}
+	xk, err := follower.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternalKeyStore, CustomKeyStoreId: cr.CustomKeyStoreId, XksKeyId: aws.String("ext")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// HSM key store, managed through the leader.
+	hr, err := leader.CreateCustomKeyStore(ctx, &kms.CreateCustomKeyStoreInput{CustomKeyStoreName: aws.String("hsm"),
+		CloudHsmClusterId: aws.String("cluster-abcdefghijk"), TrustAnchorCertificate: aws.String(testAnchor), KeyStorePassword: aws.String(spin)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: hr.CustomKeyStoreId}); err != nil {
+		t.Fatal(err)
+	}
+	hk, err := leader.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeAwsCloudhsm, CustomKeyStoreId: hr.CustomKeyStoreId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kid := range []*string{xk.KeyMetadata.KeyId, hk.KeyMetadata.KeyId} {
+		for _, pair := range [][2]*kms.Client{{follower, leader}, {leader, follower}} {
+			// A node answers from its applied state: poll until the other
+			// node has applied what was written through this one.
+			var enc *kms.EncryptOutput
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if enc, err = pair[0].Encrypt(ctx, &kms.EncryptInput{KeyId: kid, Plaintext: []byte("replicated")}); err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("encrypt %s: %v", *kid, err)
+			}
+			var dec *kms.DecryptOutput
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if dec, err = pair[1].Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil || string(dec.Plaintext) != "replicated" {
+				t.Fatalf("decrypt %s on the other node: %v", *kid, err)
+			}
+		}
+	}
+}
