@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -35,6 +37,13 @@ type hsmStores struct {
 type hsmConn struct {
 	pool *hsmpool.Pool
 	keys *xks.TokenKeys
+	sum  [32]byte // hsmSum of the store settings it was opened with
+}
+
+// hsmSum fingerprints the settings a connection depends on, so a node
+// drops a connection made before UpdateCustomKeyStore changed them.
+func hsmSum(cs *cluster.CustomKeyStore) [32]byte {
+	return sha256.Sum256([]byte(fmt.Sprintf("%d:%s;%x", len(cs.CloudHsmClusterID), cs.CloudHsmClusterID, cs.SealedPassword)))
 }
 
 func (h *hsmStores) get(id string) (*hsmConn, bool) {
@@ -173,7 +182,7 @@ func (s *Server) openHSMStore(ctx context.Context, cs *cluster.CustomKeyStore) (
 		_ = p.Close()
 		return nil, "NETWORK_ERRORS", err
 	}
-	return &hsmConn{pool: p, keys: xks.NewTokenKeys(p)}, "", nil
+	return &hsmConn{pool: p, keys: xks.NewTokenKeys(p), sum: hsmSum(cs)}, "", nil
 }
 
 // connectHSMStore logs this node in to the store's token and returns ""
@@ -194,7 +203,7 @@ func (s *Server) disconnectHSMStore(cs *cluster.CustomKeyStore) { s.stores.hsm.d
 // this node in first if it has not yet (another node connected the store,
 // or this one restarted).
 func (s *Server) hsmStoreKeys(ctx context.Context, cs *cluster.CustomKeyStore) (*xks.TokenKeys, error) {
-	if c, ok := s.stores.hsm.get(cs.ID); ok {
+	if c, ok := s.stores.hsm.get(cs.ID); ok && c.sum == hsmSum(cs) {
 		return c.keys, nil
 	}
 	c, _, err := s.openHSMStore(ctx, cs)
@@ -237,7 +246,7 @@ func (s *Server) storeRandom(r *request, id *string, n int) (any, error) {
 		return nil, err
 	}
 	c, ok := s.stores.hsm.get(cs.ID)
-	if !ok {
+	if !ok || c.sum != hsmSum(cs) {
 		return nil, storeUnavailable(&cluster.Key{Arn: cs.ID})
 	}
 	b, err := c.pool.Random(r.ctx, n)

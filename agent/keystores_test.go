@@ -538,8 +538,29 @@ func TestHSMKeyStore(t *testing.T) {
 	wantAPIError(t, err, errInvalidState)
 	_, err = c.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: md.KeyId})
 	wantAPIError(t, err, errUnsupported) // [7]: custom key store
+	// A new (wrong) password: the next connection FAILS; the right one again: CONNECTED.
+	if _, err := c.UpdateCustomKeyStore(ctx, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id), KeyStorePassword: aws.String("not-the-pin")}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)}); err != nil {
 		t.Fatal(err)
+	}
+	if e := describeStore(t, ts, id); e.ConnectionState != types.ConnectionStateTypeFailed || e.ConnectionErrorCode != types.ConnectionErrorCodeTypeInvalidCredentials {
+		t.Fatalf("after a wrong password: %+v", e)
+	}
+	_, err = c.UpdateCustomKeyStore(ctx, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id), KeyStorePassword: aws.String(tok.pin)})
+	wantAPIError(t, err, errCKSInvalidState) // FAILED is not DISCONNECTED
+	if _, err := c.DisconnectCustomKeyStore(ctx, &kms.DisconnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateCustomKeyStore(ctx, &kms.UpdateCustomKeyStoreInput{CustomKeyStoreId: aws.String(id), KeyStorePassword: aws.String(tok.pin)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ConnectCustomKeyStore(ctx, &kms.ConnectCustomKeyStoreInput{CustomKeyStoreId: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	if e := describeStore(t, ts, id); e.ConnectionState != types.ConnectionStateTypeConnected {
+		t.Fatalf("after the right password: %+v", e)
 	}
 	if d, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(d.Plaintext) != "in the HSM" {
 		t.Fatalf("decrypt after reconnect: %v", err)
