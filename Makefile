@@ -7,7 +7,7 @@ DATA    ?= ./data
 # "context deadline exceeded" failure with no crasher).
 FUZZTIME ?= 20000x
 # Packages with concurrency run under the race detector.
-RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/... ./kmsplugin/... ./cmd/kmsd/...
+RACE_PKGS = ./agent/... ./cluster/... ./hsmpool/... ./batch/... ./cache/... ./quota/... ./bench/... ./cmd/kmsbench/... ./kmsplugin/... ./cmd/kmsd/... ./xks/...
 BENCHTIME ?= 10s
 
 .PHONY: all build run deps test-deps test vet unit race scan fuzz e2e bench bench-report bench-jobs cluster cluster-down deploy-check image clean
@@ -50,7 +50,8 @@ fuzz:
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
 	  ./agent/policy:FuzzParse ./agent:FuzzAsymRequest ./hsmpool:FuzzOAEPDecode \
-	  ./batch/esdk:FuzzReadHeader ./batch/esdk:FuzzBody; do \
+	  ./batch/esdk:FuzzReadHeader ./batch/esdk:FuzzBody \
+	  ./agent:FuzzParseStoreBlob ./xks:FuzzRoute; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \
@@ -59,6 +60,7 @@ fuzz:
 e2e: build
 	scripts/e2e-cli.sh
 	scripts/e2e-cluster.sh
+	scripts/e2e-xks.sh
 
 # A local cluster of N separate kmsd processes (deploy/local/cluster.sh).
 CLUSTER_DIR ?= ./cluster-data

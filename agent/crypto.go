@@ -52,7 +52,10 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 	}
 	aad := appendContext(append(make([]byte, 0, hlen+64), out[:hlen]...), ectx)
 	out = aead.Seal(out, out[nonceAt:nonceAt+gcmIVLen], plaintext, aad)
-	return out, m, nil
+	if k.CustomKeyStoreID != "" {
+		out, err = s.sealStore(ctx, k, out)
+	}
+	return out, m, err
 }
 
 // open decrypts a ciphertext blob. want, when non-nil, is the key the
@@ -63,6 +66,14 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 // the operation) once the key is known.
 func (s *Server) open(r *request, a authReq, b []byte, ectx map[string]string, want *cluster.Key) (*cluster.Key, []byte, cluster.Material, error) {
 	ctx, op := r.ctx, r.op
+	layered := len(b) > 0 && b[0] == blobFormatStore
+	if layered {
+		inner, sk, err := s.openStore(r, a, b, want)
+		if err != nil {
+			return nil, nil, cluster.Material{}, err
+		}
+		b, want = inner, sk
+	}
 	p, err := parseBlob(b)
 	if err != nil {
 		return nil, nil, cluster.Material{}, invalidCiphertext
@@ -72,7 +83,8 @@ func (s *Server) open(r *request, a authReq, b []byte, ectx map[string]string, w
 			"The key ID in the request does not identify a KMS key that can perform this operation.")
 	}
 	k, ok := s.node.Key(p.keyID)
-	if !ok {
+	if !ok || (k.CustomKeyStoreID != "") != layered {
+		// A key in a custom key store opens only through its store's layer.
 		return nil, nil, cluster.Material{}, invalidCiphertext
 	}
 	if a.action == "" {

@@ -113,6 +113,10 @@ func (s *Server) checkKeyState(op string, k *cluster.Key) error {
 	if !ok {
 		return nil
 	}
+	if k.CustomKeyStoreID != "" && storeUnsupported[op] {
+		return stateError(r7, k)
+	}
+	k = s.storeView(k)
 	col := column(k.State)
 	if col < 0 {
 		return apiErr(errInvalidState, "%s is in an unknown state %s.", k.Arn, k.State)

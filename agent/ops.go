@@ -40,6 +40,12 @@ var operations = map[string]opFunc{
 	"ListRetirableGrants":             opListRetirableGrants,
 	"RetireGrant":                     opRetireGrant,
 	"RevokeGrant":                     opRevokeGrant,
+	"CreateCustomKeyStore":            opCreateCustomKeyStore,
+	"DescribeCustomKeyStores":         opDescribeCustomKeyStores,
+	"UpdateCustomKeyStore":            opUpdateCustomKeyStore,
+	"ConnectCustomKeyStore":           opConnectCustomKeyStore,
+	"DisconnectCustomKeyStore":        opDisconnectCustomKeyStore,
+	"DeleteCustomKeyStore":            opDeleteCustomKeyStore,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

@@ -29,6 +29,7 @@ func (s *Server) cryptoKey(r *request, id *string, a authReq) (*cluster.Key, err
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
+	withStoreRequest(r, k)
 	if k.KeyUsage != usageEncryptDecrypt || k.KeySpec != specSymmetricDefault {
 		return nil, apiErr(errInvalidKeyUsage, "%s key usage is %s and key spec is %s; this operation needs a symmetric ENCRYPT_DECRYPT key.", k.Arn, k.KeyUsage, k.KeySpec)
 	}
@@ -210,9 +211,6 @@ func opGenerateRandom(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.CustomKeyStoreId != nil {
-		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
-	}
 	if in.Recipient != nil {
 		return nil, apiErr(errUnsupported, "Recipient (Nitro Enclaves attestation) is not supported by kmsd.")
 	}
@@ -224,6 +222,9 @@ func opGenerateRandom(s *Server, r *request) (any, error) {
 	}
 	if n := *in.NumberOfBytes; n < 1 || n > maxDataKeySize {
 		return nil, validationRange("numberOfBytes", n, 1, maxDataKeySize)
+	}
+	if in.CustomKeyStoreId != nil {
+		return s.storeRandom(r, in.CustomKeyStoreId, int(*in.NumberOfBytes))
 	}
 	b, err := s.pool.Random(r.ctx, int(*in.NumberOfBytes))
 	if err != nil {

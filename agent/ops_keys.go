@@ -70,11 +70,8 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if err := checkSpecUsage(spec, usage); err != nil {
 		return nil, err
 	}
-	if origin != originAWSKMS {
-		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet; only AWS_KMS is.", origin)
-	}
-	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
-		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
+	if origin == "EXTERNAL" {
+		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet.", origin)
 	}
 	if in.MultiRegion {
 		return nil, apiErr(errUnsupported, "Multi-Region keys are not supported by this kmsd yet.")
@@ -102,6 +99,13 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		}
 		policy = *in.Policy
 	}
+	var plan *storeKeyPlan // a key in a custom key store (keystore_crypto.go)
+	if in.CustomKeyStoreId != nil || in.XksKeyId != nil || origin != originAWSKMS {
+		var err error
+		if plan, err = s.planStoreKey(r, origin, in.CustomKeyStoreId, in.XksKeyId); err != nil {
+			return nil, err
+		}
+	}
 
 	now := s.cfg.Now().UnixNano()
 	material, err := s.newMaterial(r.ctx, id, spec, usage, now)
@@ -115,6 +119,12 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		Materials: []cluster.Material{material},
 		Tags:      tags, Policy: policy,
 	}
+	if plan != nil {
+		if err := s.createStoreKey(r, plan, k); err != nil {
+			return nil, err
+		}
+		return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
+	}
 	_, err = s.apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
 	if errors.Is(err, cluster.ErrLimitExceeded) {
 		return nil, apiErr(errLimitExceeded, "The request was rejected because the account has reached its quota of KMS keys.")
@@ -126,6 +136,7 @@ func opCreateKey(s *Server, r *request) (any, error) {
 }
 
 func (s *Server) metadata(k *cluster.Key) keyMetadata {
+	k = s.storeView(k)
 	md := keyMetadata{
 		AWSAccountId: k.AccountID, KeyId: k.ID, Arn: k.Arn, CreationDate: epoch(k.Created),
 		Enabled: k.State == cluster.StateEnabled, Description: k.Description, KeyUsage: k.KeyUsage,
@@ -137,6 +148,7 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 	if m, ok := k.CurrentMaterial(); ok && k.KeySpec == specSymmetricDefault {
 		md.CurrentKeyMaterialId = materialID(m)
 	}
+	s.storeMetadata(k, &md)
 	if k.State == cluster.StatePendingDeletion {
 		d, w := epoch(k.DeletionDate), k.PendingDays
 		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w

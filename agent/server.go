@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,16 @@ type Config struct {
 	// the HSM, even where the token could make and use it itself (README
 	// "Asymmetric, HMAC and key-agreement keys").
 	SealKeyPairs bool
+	// Custom key stores (keystores.go): XKSTimeout bounds each call to an
+	// XKS proxy (0 = 250 ms, as AWS); XKSRootCAs are the CAs a proxy's
+	// certificate may chain to (nil = the system's); HSMStores are the
+	// PKCS#11 tokens AWS_CLOUDHSM key stores may use, by CloudHsmClusterId.
+	XKSTimeout time.Duration
+	XKSRootCAs *x509.CertPool
+	// XKSSharedKeys lets one external key back several KMS keys of a store
+	// (Alibaba Cloud's model); AWS, and the default, refuse it.
+	XKSSharedKeys bool
+	HSMStores     map[string]HSMStoreConfig
 }
 
 // Validate checks the config, naming the bad field.
@@ -125,6 +136,7 @@ type Server struct {
 	// with it skip policy evaluation for the account root.
 	defaultPolicyText string
 	http              *fasthttp.Server
+	stores            storeState // custom key stores (keystores.go)
 
 	readyMu sync.Mutex
 	ready   bool
@@ -245,6 +257,7 @@ func (s *Server) Shutdown() error {
 	s.node.OnKeyChange(nil)
 	s.pool.SetObserver(nil)
 	s.keyCache.Close()
+	s.closeStores()
 	return err
 }
 

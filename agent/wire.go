@@ -52,6 +52,10 @@ type keyMetadata struct {
 	KeyAgreementAlgorithms      []string `json:"KeyAgreementAlgorithms,omitempty"`
 	MultiRegion                 bool     `json:"MultiRegion"`
 	CurrentKeyMaterialId        string   `json:"CurrentKeyMaterialId,omitempty"`
+	// Custom key stores (keystore_crypto.go storeMetadata).
+	CustomKeyStoreId    string            `json:"CustomKeyStoreId,omitempty"`
+	CloudHsmClusterId   string            `json:"CloudHsmClusterId,omitempty"`
+	XksKeyConfiguration *xksKeyConfigWire `json:"XksKeyConfiguration,omitempty"`
 }
 
 type createKeyRequest struct {

@@ -293,6 +293,9 @@ func (s *state) apply(c Command) any {
 	if resp, ok := s.applyAccess(c); ok {
 		return resp
 	}
+	if resp, ok := s.applyKeyStores(c); ok {
+		return resp
+	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)
 }
 

@@ -94,6 +94,10 @@ type Key struct {
 	NextRotation    int64
 	// OnDemandRotations counts RotateKeyOnDemand calls (AWS allows 25).
 	OnDemandRotations int32
+	// CustomKeyStoreID names the custom key store of a key in one (see
+	// keystores.go); XksKeyID is its external key in an external key store.
+	CustomKeyStoreID string
+	XksKeyID         string
 }
 
 // CurrentMaterial returns the material new ciphertexts use.

@@ -14,6 +14,7 @@ commands:
   snapshot  save FILE | restore FILE: the replicated state (wrapped material only)
   credentials  create | list | delete: access keys of principals (account root only)
   k8s-kms-plugin  serve the Kubernetes KMS v2 API on a unix socket (kmsd k8s-kms-plugin -h)
+  xks-proxy       serve the XKS Proxy API over a PKCS#11 token (kmsd xks-proxy -h)
   healthcheck     GET a node's /healthz (/readyz with --ready); exit 0 on 200, 1 otherwise
   job       encrypt | decrypt | reencrypt: bulk envelope encryption of files (kmsd job -h)
   version   print the version
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCredentials(ctx, args[1:], stdout, stderr)
 	case "k8s-kms-plugin":
 		return runPlugin(ctx, args[1:], stdout, stderr)
+	case "xks-proxy":
+		return runXKSProxy(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stdout, stderr)
 	case "job":

@@ -63,6 +63,11 @@ type serveConfig struct {
 	auditFileMB  int
 	auditFiles   int
 	auditOff     bool
+	// Custom key stores (xksproxy.go customStoreConfig).
+	xksCAFile  string
+	xksTimeout time.Duration
+	hsmStores  hsmStoreFlag
+	xksShared  bool
 }
 
 func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -105,6 +110,10 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.auditFileMB, "audit-max-file-mb", 100, "rotate the audit log file at this size in MiB")
 	fs.IntVar(&c.auditFiles, "audit-max-files", 10, "rotated audit log files kept")
 	fs.BoolVar(&c.auditOff, "no-audit", false, "write no audit log")
+	fs.StringVar(&c.xksCAFile, "xks-ca-file", "", "PEM `file` of extra CAs that external key store proxies' certificates may chain to (e.g. a kmsd xks-proxy's DIR/tls.crt)")
+	fs.DurationVar(&c.xksTimeout, "xks-timeout", 250*time.Millisecond, "how long each call to an external key store proxy may take")
+	fs.BoolVar(&c.xksShared, "xks-shared-external-keys", false, "let one external key back several KMS keys of an external key store (Alibaba Cloud's HYOK model; AWS refuses it)")
+	fs.Var(&c.hsmStores, "hsm-store", "`CLUSTER_ID=LIB:TOKEN_LABEL[:TRUST_ANCHOR_PEM]`: a PKCS#11 token AWS_CLOUDHSM key stores may use under CloudHsmClusterId CLUSTER_ID (repeatable)")
 	return fs
 }
 
@@ -216,6 +225,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	acfg := agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log,
 		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff, APIURL: apiURL,
 		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
+	if err := customStoreConfig(c, &acfg); err != nil {
+		return err
+	}
 	if c.quotaSym != 0 || len(c.quotas) > 0 {
 		acfg.Quotas.Rates = map[quota.Group]float64{}
 		if c.quotaSym != 0 {
