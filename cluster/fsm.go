@@ -175,7 +175,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *CancelDeletion:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StatePendingDeletion {
+			if k.State != StatePendingDeletion && k.State != StatePendingReplicaDeletion {
 				return fmt.Errorf("%w: %s is not pending deletion", ErrInvalidState, k.Arn)
 			}
 			k.State, k.DeletionDate, k.PendingDays = StateDisabled, 0, 0
@@ -291,6 +291,9 @@ func (s *state) apply(c Command) any {
 		})
 	}
 	if resp, ok := s.applyAccess(c); ok {
+		return resp
+	}
+	if resp, ok := s.applyMultiRegion(c); ok {
 		return resp
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)

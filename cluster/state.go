@@ -36,6 +36,9 @@ type Material struct {
 	// RotationType is "" for a key's first material, else AUTOMATIC or
 	// ON_DEMAND; Created is then the rotation date.
 	RotationType string
+	// ID, when set, is the KeyMaterialId (a multi-Region replica's material
+	// carries its primary's, so related keys report the same one).
+	ID string
 }
 
 // Rotation types.
@@ -76,6 +79,11 @@ type Key struct {
 	NextRotation    int64
 	// OnDemandRotations counts RotateKeyOnDemand calls (AWS allows 25).
 	OnDemandRotations int32
+	// MR is the multi-Region configuration of a multi-Region key (see
+	// multiregion.go), nil for others. PrevState is the state to return to
+	// after a transient one (Updating).
+	MR        *MultiRegion
+	PrevState string
 }
 
 // CurrentMaterial returns the material new ciphertexts use.
