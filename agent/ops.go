@@ -40,6 +40,8 @@ var operations = map[string]opFunc{
 	"ListRetirableGrants":             opListRetirableGrants,
 	"RetireGrant":                     opRetireGrant,
 	"RevokeGrant":                     opRevokeGrant,
+	"ReplicateKey":                    opReplicateKey,
+	"UpdatePrimaryRegion":             opUpdatePrimaryRegion,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

@@ -78,9 +78,6 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
 		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
 	}
-	if in.MultiRegion {
-		return nil, apiErr(errUnsupported, "Multi-Region keys are not supported by this kmsd yet.")
-	}
 	desc := ""
 	if in.Description != nil {
 		desc = *in.Description
@@ -97,6 +94,9 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		return nil, err
 	}
 	id := uuid.NewString()
+	if in.MultiRegion {
+		id = newMultiRegionKeyID()
+	}
 	policy := s.defaultPolicyText
 	if in.Policy != nil {
 		if err := s.checkKeyPolicy(r, *in.Policy, s.keyArn(id), in.BypassPolicyLockoutSafetyCheck); err != nil {
@@ -116,6 +116,10 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		State:     cluster.StateEnabled,
 		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
 		Tags:      tags, Policy: policy,
+	}
+	if in.MultiRegion {
+		k.MultiRegion = true
+		k.MR = &cluster.MultiRegion{Type: cluster.MultiRegionPrimary, Primary: cluster.RegionKey{Region: s.cfg.Region, Arn: k.Arn}, Gen: 1}
 	}
 	_, err = s.apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
 	if errors.Is(err, cluster.ErrLimitExceeded) {
@@ -144,6 +148,11 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 		d, w := epoch(k.DeletionDate), k.PendingDays
 		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w
 	}
+	if k.State == cluster.StatePendingReplicaDeletion { // the waiting period has not started
+		w := k.PendingDays
+		md.PendingDeletionWindowInDays = &w
+	}
+	md.MultiRegionConfiguration = multiRegionConfig(k.MR)
 	return md
 }
 

@@ -57,6 +57,9 @@ type Config struct {
 	// Audit receives one record per API call; nil = no audit log. The
 	// caller opens and closes it.
 	Audit *audit.Logger
+	// Peers are the other kmsd clusters (Regions) multi-Region keys
+	// replicate to; see SetPeers.
+	Peers []Peer
 }
 
 // Validate checks the config, naming the bad field.
@@ -117,6 +120,7 @@ type Server struct {
 	keyCache  *cache.Cache
 	metrics   *metrics
 	authz     authCache
+	mr        mrState
 	// defaultPolicyText is the default key policy of this account; keys
 	// with it skip policy evaluation for the account root.
 	defaultPolicyText string
@@ -203,6 +207,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.creds.init(s)
 	s.defaultPolicyText = s.defaultPolicy()
+	s.SetPeers(cfg.Peers)
 	s.usage = newUsageTracker(cfg.Now())
 	// SigV4 checks skew against the wall clock, as AWS does; cfg.Now is the
 	// clock of schedules (rotation, deletion) and timestamps.

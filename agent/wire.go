@@ -49,6 +49,8 @@ type keyMetadata struct {
 	EncryptionAlgorithms        []string `json:"EncryptionAlgorithms,omitempty"`
 	MultiRegion                 bool     `json:"MultiRegion"`
 	CurrentKeyMaterialId        string   `json:"CurrentKeyMaterialId,omitempty"`
+	// MultiRegionConfiguration: multiregion.go.
+	MultiRegionConfiguration *multiRegionConfigWire `json:"MultiRegionConfiguration,omitempty"`
 }
 
 type createKeyRequest struct {
@@ -193,7 +195,7 @@ type scheduleKeyDeletionRequest struct {
 
 type scheduleKeyDeletionResponse struct {
 	KeyId               string `json:"KeyId"`
-	DeletionDate        epoch  `json:"DeletionDate"`
+	DeletionDate        *epoch `json:"DeletionDate,omitempty"`
 	KeyState            string `json:"KeyState"`
 	PendingWindowInDays int32  `json:"PendingWindowInDays"`
 }

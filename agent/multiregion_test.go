@@ -1,0 +1,434 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
+)
+
+// regionNode is a one-node kmsd cluster serving one Region, with its own
+// HSM token (a slot of the process's SoftHSM2 token directory).
+type regionNode struct {
+	*testServer
+	region string
+	dir    string
+	tok    tokenRef
+	clk    *fakeClock
+}
+
+func startRegion(t *testing.T, region string, clk *fakeClock) *regionNode {
+	t.Helper()
+	lib, label, pin := hsmtest.NewToken(t)
+	rn := &regionNode{region: region, dir: t.TempDir(), tok: tokenRef{lib, label, pin}, clk: clk}
+	rn.start(t)
+	return rn
+}
+
+// start (re)starts the node on its data dir and token.
+func (rn *regionNode) start(t *testing.T) {
+	t.Helper()
+	rn.testServer = startTestServerCfg(t, rn.dir, rn.tok, Config{Region: rn.region, Now: rn.clk.Now})
+	rn.client = kms.New(kms.Options{
+		Region:           rn.region,
+		BaseEndpoint:     aws.String(rn.url),
+		Credentials:      credentials.NewStaticCredentialsProvider(rn.admin.ID, rn.admin.Secret, ""),
+		RetryMaxAttempts: 1,
+	})
+}
+
+// linkRegions makes every node a peer of every other, as --peer-region and
+// --peer-credentials do.
+func linkRegions(rs ...*regionNode) {
+	for _, a := range rs {
+		var peers []Peer
+		for _, b := range rs {
+			if b != a {
+				peers = append(peers, Peer{Region: b.region, URL: b.url, Key: b.admin})
+			}
+		}
+		a.SetPeers(peers)
+	}
+}
+
+func newRegions(t *testing.T, names ...string) []*regionNode {
+	t.Helper()
+	clk := &fakeClock{now: time.Now()}
+	var rs []*regionNode
+	for _, n := range names {
+		rs = append(rs, startRegion(t, n, clk))
+	}
+	linkRegions(rs...)
+	return rs
+}
+
+func (rn *regionNode) describe(t *testing.T, id string) *types.KeyMetadata {
+	t.Helper()
+	out, err := rn.client.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: &id})
+	if err != nil {
+		t.Fatalf("%s: DescribeKey: %v", rn.region, err)
+	}
+	return out.KeyMetadata
+}
+
+func (rn *regionNode) tick(t *testing.T) {
+	t.Helper()
+	if err := rn.Tick(context.Background()); err != nil {
+		t.Fatalf("%s: Tick: %v", rn.region, err)
+	}
+}
+
+// encryptIn encrypts in a and checks that b decrypts it (without a KeyId,
+// and with b's own key ARN).
+func encryptIn(t *testing.T, a, b *regionNode, id string) {
+	t.Helper()
+	ctx := context.Background()
+	pt := []byte("from " + a.region + " to " + b.region)
+	ec := map[string]string{"app": "mrk"}
+	enc, err := a.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: pt, EncryptionContext: ec})
+	if err != nil {
+		t.Fatalf("encrypt in %s: %v", a.region, err)
+	}
+	dec, err := b.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
+	if err != nil {
+		t.Fatalf("decrypt in %s of a ciphertext from %s: %v", b.region, a.region, err)
+	}
+	if !bytes.Equal(dec.Plaintext, pt) || !strings.Contains(*dec.KeyId, ":"+b.region+":") {
+		t.Fatalf("decrypt in %s: %q by %s", b.region, dec.Plaintext, *dec.KeyId)
+	}
+	own, err := a.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
+	if err != nil {
+		t.Fatalf("decrypt in %s: %v", a.region, err)
+	}
+	if *dec.KeyMaterialId != *own.KeyMaterialId {
+		t.Fatalf("material ids differ across regions: %s vs %s", *own.KeyMaterialId, *dec.KeyMaterialId)
+	}
+	barn := strings.Replace(*enc.KeyId, ":"+a.region+":", ":"+b.region+":", 1)
+	if _, err := b.client.Decrypt(ctx, &kms.DecryptInput{KeyId: &barn, CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec}); err != nil {
+		t.Fatalf("decrypt in %s with KeyId %s: %v", b.region, barn, err)
+	}
+}
+
+func regionsOf(ks []types.MultiRegionKey) []string {
+	var out []string
+	for _, k := range ks {
+		out = append(out, *k.Region)
+	}
+	return out
+}
+
+func TestMultiRegionKeys(t *testing.T) {
+	rs := newRegions(t, "us-east-1", "us-west-2", "eu-west-1")
+	east, west, eu := rs[0], rs[1], rs[2]
+	ctx := context.Background()
+
+	ck, err := east.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true), Description: aws.String("primary")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+	if !strings.HasPrefix(id, "mrk-") || len(id) != 36 || !looksLikeKeyID(id) || !*ck.KeyMetadata.MultiRegion {
+		t.Fatalf("multi-Region key id %q", id)
+	}
+	if c := ck.KeyMetadata.MultiRegionConfiguration; c == nil || c.MultiRegionKeyType != types.MultiRegionKeyTypePrimary ||
+		*c.PrimaryKey.Region != "us-east-1" || len(c.ReplicaKeys) != 0 {
+		t.Fatalf("primary's configuration: %+v", c)
+	}
+
+	// Replicate: Creating first, Enabled once the primary's sync ran.
+	rep, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2"),
+		Description: aws.String("west replica"), Tags: []types.Tag{{TagKey: aws.String("team"), TagValue: aws.String("west")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := rep.ReplicaKeyMetadata
+	if *md.KeyId != id || *md.Arn != "arn:aws:kms:us-west-2:111122223333:key/"+id || md.KeyState != types.KeyStateCreating ||
+		md.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypeReplica || *md.Description != "west replica" ||
+		len(rep.ReplicaTags) != 1 || !strings.Contains(*rep.ReplicaPolicy, "kms:*") {
+		t.Fatalf("ReplicateKey answered %+v", rep)
+	}
+	if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
+		t.Fatalf("replica is %s before the sync", st)
+	}
+	_, err = west.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
+	wantAPIError(t, err, "KMSInvalidStateException")
+	east.tick(t)
+	if st := west.describe(t, id).KeyState; st != types.KeyStateEnabled {
+		t.Fatalf("replica is %s after the sync", st)
+	}
+	encryptIn(t, east, west, id)
+	encryptIn(t, west, east, id)
+
+	// The guide's rules, with AWS's errors.
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")})
+	wantAPIError(t, err, "AlreadyExistsException")
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-east-1")})
+	wantAPIError(t, err, "AlreadyExistsException")
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("ap-south-1")})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	_, err = west.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	single := east.createKey(t)
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &single, ReplicaRegion: aws.String("us-west-2")})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: aws.String("mrk-00000000000000000000000000000000"), ReplicaRegion: aws.String("us-west-2")})
+	wantAPIError(t, err, "NotFoundException")
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1"), Policy: aws.String("{not json")})
+	wantAPIError(t, err, "MalformedPolicyDocumentException")
+	if _, err := eu.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id}); err == nil {
+		t.Fatal("a refused ReplicateKey left a key in eu-west-1")
+	}
+	if _, err := east.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")})
+	wantAPIError(t, err, "DisabledException")
+	if _, err := east.client.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A third Region; every related key lists all of them.
+	if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")}); err != nil {
+		t.Fatal(err)
+	}
+	east.tick(t)
+	for _, rn := range rs {
+		c := rn.describe(t, id).MultiRegionConfiguration
+		if *c.PrimaryKey.Region != "us-east-1" || strings.Join(regionsOf(c.ReplicaKeys), ",") != "us-west-2,eu-west-1" {
+			t.Fatalf("%s sees primary %s, replicas %v", rn.region, *c.PrimaryKey.Region, regionsOf(c.ReplicaKeys))
+		}
+	}
+	encryptIn(t, eu, west, id)
+
+	// Independent properties stay independent.
+	if _, err := west.client.UpdateKeyDescription(ctx, &kms.UpdateKeyDescriptionInput{KeyId: &id, Description: aws.String("changed in west")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := west.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := west.client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/west-only"), TargetKeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	east.tick(t)
+	if d := east.describe(t, id); *d.Description != "primary" || d.KeyState != types.KeyStateEnabled {
+		t.Fatalf("primary after replica changes: %q %s", *d.Description, d.KeyState)
+	}
+	if d := west.describe(t, id); *d.Description != "changed in west" || d.KeyState != types.KeyStateDisabled {
+		t.Fatalf("replica after a sync: %q %s", *d.Description, d.KeyState)
+	}
+	if _, err := east.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/west-only")}); err == nil {
+		t.Fatal("an alias made in us-west-2 resolves in us-east-1")
+	}
+	tags, err := east.client.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: &id})
+	if err != nil || len(tags.Tags) != 0 {
+		t.Fatalf("primary has the replica's tags: %v %v", tags, err)
+	}
+	if _, err := west.client.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rotation is set and done on the primary and reaches the replicas.
+	_, err = west.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	_, err = west.client.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &id})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	old, err := east.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("before rotation")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := east.client.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	east.tick(t)
+	cur := *east.describe(t, id).CurrentKeyMaterialId
+	for _, rn := range []*regionNode{west, eu} {
+		if got := *rn.describe(t, id).CurrentKeyMaterialId; got != cur {
+			t.Fatalf("%s's current material %s, primary's %s", rn.region, got, cur)
+		}
+		rot, err := rn.client.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &id})
+		if err != nil || !rot.KeyRotationEnabled {
+			t.Fatalf("%s: rotation status not synced: %+v %v", rn.region, rot, err)
+		}
+		lr, err := rn.client.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &id})
+		if err != nil || len(lr.Rotations) != 1 || lr.Rotations[0].RotationType != types.RotationTypeOnDemand {
+			t.Fatalf("%s: rotations %+v %v", rn.region, lr, err)
+		}
+		if _, err := rn.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: old.CiphertextBlob}); err != nil {
+			t.Fatalf("%s: old ciphertext after rotation: %v", rn.region, err)
+		}
+	}
+	encryptIn(t, east, west, id)
+	encryptIn(t, east, eu, id)
+
+	// UpdatePrimaryRegion: both Updating, then the roles are swapped.
+	_, err = east.client.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("ap-south-1")})
+	wantAPIError(t, err, "NotFoundException")
+	_, err = west.client.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("eu-west-1")})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	if _, err := east.client.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, rn := range []*regionNode{east, west} {
+		if st := rn.describe(t, id).KeyState; st != types.KeyStateUpdating {
+			t.Fatalf("%s is %s during UpdatePrimaryRegion", rn.region, st)
+		}
+	}
+	encryptIn(t, east, west, id) // crypto keeps working while Updating
+	_, err = east.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)})
+	wantAPIError(t, err, "KMSInvalidStateException")
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")})
+	wantAPIError(t, err, "KMSInvalidStateException")
+	east.tick(t)
+	west.tick(t) // ends Updating and pushes the new configuration
+	for _, rn := range rs {
+		d := rn.describe(t, id)
+		c := d.MultiRegionConfiguration
+		want := types.MultiRegionKeyTypeReplica
+		if rn == west {
+			want = types.MultiRegionKeyTypePrimary
+		}
+		if d.KeyState != types.KeyStateEnabled || c.MultiRegionKeyType != want || *c.PrimaryKey.Region != "us-west-2" ||
+			strings.Join(regionsOf(c.ReplicaKeys), ",") != "eu-west-1,us-east-1" {
+			t.Fatalf("%s after the swap: %s %s primary %s replicas %v", rn.region, d.KeyState, c.MultiRegionKeyType, *c.PrimaryKey.Region, regionsOf(c.ReplicaKeys))
+		}
+	}
+	_, err = east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id})
+	wantAPIError(t, err, "UnsupportedOperationException")
+	if _, err := west.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	west.tick(t)
+	encryptIn(t, west, east, id)
+	encryptIn(t, west, eu, id)
+	if !east.describe(t, id).Enabled || *east.describe(t, id).Description != "primary" {
+		t.Fatal("the former primary lost its own properties")
+	}
+}
+
+func TestMultiRegionDeletion(t *testing.T) {
+	rs := newRegions(t, "us-east-1", "us-west-2", "eu-west-1")
+	east, west, eu := rs[0], rs[1], rs[2]
+	ctx := context.Background()
+	ck, err := east.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+	for _, r := range []string{"us-west-2", "eu-west-1"} {
+		if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: &r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	east.tick(t)
+
+	sk, err := east.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sk.KeyState != types.KeyStatePendingReplicaDeletion || sk.DeletionDate != nil || *sk.PendingWindowInDays != 7 {
+		t.Fatalf("primary with replicas: %s %v", sk.KeyState, sk.DeletionDate)
+	}
+	_, err = east.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
+	wantAPIError(t, err, "KMSInvalidStateException")
+	// Cancel and schedule again: PendingReplicaDeletion cancels like PendingDeletion.
+	if _, err := east.client.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	if st := east.describe(t, id).KeyState; st != types.KeyStateDisabled {
+		t.Fatalf("after cancel: %s", st)
+	}
+	if _, err := east.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	// The replicas still work and have their own waiting periods.
+	encryptIn(t, west, eu, id)
+	for _, rn := range []*regionNode{west, eu} {
+		out, err := rn.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)})
+		if err != nil || out.KeyState != types.KeyStatePendingDeletion || out.DeletionDate == nil {
+			t.Fatalf("%s: replica deletion: %+v %v", rn.region, out, err)
+		}
+	}
+	east.clk.Advance(8 * day)
+	east.tick(t) // the primary is not due: its waiting period has not started
+	if st := east.describe(t, id).KeyState; st != types.KeyStatePendingReplicaDeletion {
+		t.Fatalf("primary: %s", st)
+	}
+	west.tick(t) // deletes the west replica and tells the primary
+	if c := east.describe(t, id).MultiRegionConfiguration; strings.Join(regionsOf(c.ReplicaKeys), ",") != "eu-west-1" {
+		t.Fatalf("primary's replicas after one deletion: %v", regionsOf(c.ReplicaKeys))
+	}
+	if st := east.describe(t, id).KeyState; st != types.KeyStatePendingReplicaDeletion {
+		t.Fatalf("primary with one replica left: %s", st)
+	}
+	eu.tick(t)
+	d := east.describe(t, id)
+	if d.KeyState != types.KeyStatePendingDeletion || d.DeletionDate == nil ||
+		d.DeletionDate.Sub(east.clk.Now()).Round(time.Second) != 7*day {
+		t.Fatalf("primary after its last replica: %s %v", d.KeyState, d.DeletionDate)
+	}
+	east.clk.Advance(8 * day)
+	east.tick(t)
+	_, err = east.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	wantAPIError(t, err, "NotFoundException")
+}
+
+// TestMultiRegionPeerDown: ReplicateKey to a Region that is down fails with
+// nothing made on either side, and a replica that was down while the
+// primary rotated catches up when it returns.
+func TestMultiRegionPeerDown(t *testing.T) {
+	rs := newRegions(t, "us-east-1", "us-west-2")
+	east, west := rs[0], rs[1]
+	ctx := context.Background()
+	ck, err := east.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+
+	west.stop()
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")})
+	wantAPIError(t, err, "KMSInternalException")
+	if c := east.describe(t, id).MultiRegionConfiguration; len(c.ReplicaKeys) != 0 {
+		t.Fatalf("a failed ReplicateKey left replicas %v", regionsOf(c.ReplicaKeys))
+	}
+	west.start(t)
+	linkRegions(rs...)
+	_, err = west.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	wantAPIError(t, err, "NotFoundException")
+
+	if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	east.tick(t)
+	encryptIn(t, east, west, id)
+
+	west.stop()
+	if _, err := east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := east.Tick(ctx); err == nil {
+		t.Fatal("the sync to a Region that is down reported no error")
+	}
+	west.start(t)
+	linkRegions(rs...)
+	if a, b := *east.describe(t, id).CurrentKeyMaterialId, *west.describe(t, id).CurrentKeyMaterialId; a == b {
+		t.Fatal("the replica has the new material before any sync")
+	}
+	east.tick(t)
+	if a, b := *east.describe(t, id).CurrentKeyMaterialId, *west.describe(t, id).CurrentKeyMaterialId; a != b {
+		t.Fatalf("the replica did not catch up: %s vs %s", a, b)
+	}
+	encryptIn(t, east, west, id)
+}
