@@ -61,6 +61,8 @@ type serveConfig struct {
 	auditFileMB  int
 	auditFiles   int
 	auditOff     bool
+	peerRegions  regionMap // peers.go
+	peerCreds    regionMap
 }
 
 func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -102,6 +104,8 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.auditFileMB, "audit-max-file-mb", 100, "rotate the audit log file at this size in MiB")
 	fs.IntVar(&c.auditFiles, "audit-max-files", 10, "rotated audit log files kept")
 	fs.BoolVar(&c.auditOff, "no-audit", false, "write no audit log")
+	fs.Var(&c.peerRegions, "peer-region", "`REGION=URL` of another kmsd cluster that multi-Region keys replicate to (repeatable)")
+	fs.Var(&c.peerCreds, "peer-credentials", "`REGION=FILE`: AWS shared credentials file of that peer's account root (repeatable)")
 	return fs
 }
 
@@ -206,6 +210,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	acfg := agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log,
 		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff, APIURL: apiURL,
 		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
+	if acfg.Peers, err = c.peers(); err != nil {
+		return err
+	}
 	if c.quotaSym != 0 {
 		acfg.Quotas.Rates = map[quota.Group]float64{quota.Symmetric: c.quotaSym}
 	}
