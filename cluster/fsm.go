@@ -248,7 +248,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *SetRotation:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StateEnabled {
+			if !k.usable() {
 				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
 			}
 			k.RotationEnabled = c.Enabled
@@ -261,7 +261,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *RotateKey:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StateEnabled {
+			if !k.usable() {
 				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
 			}
 			if len(c.Material.Wrapped) == 0 {

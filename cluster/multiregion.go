@@ -241,3 +241,10 @@ func (s *state) applyMultiRegion(c Command) (resp any, ok bool) {
 	}
 	return nil, false
 }
+
+// usable reports whether k's material may be rotated and its rotation
+// settings changed: Enabled, or Updating (UpdatePrimaryRegion) from
+// Enabled, as the key-state table allows.
+func (k *Key) usable() bool {
+	return k.State == StateEnabled || k.State == StateUpdating && k.PrevState == StateEnabled
+}
