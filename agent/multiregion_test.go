@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
@@ -429,6 +430,175 @@ func TestMultiRegionPeerDown(t *testing.T) {
 	east.tick(t)
 	if a, b := *east.describe(t, id).CurrentKeyMaterialId, *west.describe(t, id).CurrentKeyMaterialId; a != b {
 		t.Fatalf("the replica did not catch up: %s vs %s", a, b)
+	}
+	encryptIn(t, east, west, id)
+}
+
+// TestMultiRegionTransientStates checks the key-state table's Creating and
+// Updating columns ([14], [15]) through the API on real transient keys.
+func TestMultiRegionTransientStates(t *testing.T) {
+	rs := newRegions(t, "us-east-1", "us-west-2")
+	east, west := rs[0], rs[1]
+	ctx := context.Background()
+	ck, err := east.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+	enc, err := east.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	principal := aws.String("arn:aws:iam::111122223333:root")
+	type call struct {
+		name string
+		fn   func(c *kms.Client) error
+	}
+	calls := map[string]call{}
+	add := func(name string, fn func(c *kms.Client) error) { calls[name] = call{name, fn} }
+	add("Encrypt", func(c *kms.Client) error {
+		_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
+		return err
+	})
+	add("Decrypt", func(c *kms.Client) error {
+		_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+		return err
+	})
+	add("GenerateDataKey", func(c *kms.Client) error {
+		_, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: &id, NumberOfBytes: aws.Int32(16)})
+		return err
+	})
+	add("EnableKey", func(c *kms.Client) error { _, err := c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &id}); return err })
+	add("DisableKey", func(c *kms.Client) error { _, err := c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &id}); return err })
+	add("CreateGrant", func(c *kms.Client) error {
+		_, err := c.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &id, GranteePrincipal: principal, Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
+		return err
+	})
+	add("DescribeKey", func(c *kms.Client) error { _, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id}); return err })
+	add("TagResource", func(c *kms.Client) error {
+		_, err := c.TagResource(ctx, &kms.TagResourceInput{KeyId: &id, Tags: []types.Tag{{TagKey: aws.String("k"), TagValue: aws.String("v")}}})
+		return err
+	})
+	add("UpdateKeyDescription", func(c *kms.Client) error {
+		_, err := c.UpdateKeyDescription(ctx, &kms.UpdateKeyDescriptionInput{KeyId: &id, Description: aws.String("d")})
+		return err
+	})
+	add("GetKeyRotationStatus", func(c *kms.Client) error {
+		_, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &id})
+		return err
+	})
+	add("ScheduleKeyDeletion", func(c *kms.Client) error {
+		_, err := c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)})
+		return err
+	})
+	add("ReplicateKey", func(c *kms.Client) error {
+		_, err := c.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")})
+		return err
+	})
+	check := func(rn *regionNode, state string, table map[string]string) {
+		t.Helper()
+		for name, want := range table {
+			err := calls[name].fn(rn.client)
+			if want == "" {
+				if err != nil {
+					t.Errorf("%s on a %s key: %v", name, state, err)
+				}
+				continue
+			}
+			var msg string
+			if err != nil {
+				msg = err.Error()
+			}
+			if err == nil || !strings.Contains(msg, want) || !strings.Contains(msg, "is "+strings.ToLower(state)) {
+				t.Errorf("%s on a %s key: want %s (... is %s), got %v", name, state, want, strings.ToLower(state), err)
+			}
+		}
+	}
+	// [14]: the replica is Creating until the primary's sync.
+	check(west, "Creating", map[string]string{
+		"Encrypt": "KMSInvalidStateException", "Decrypt": "KMSInvalidStateException", "GenerateDataKey": "KMSInvalidStateException",
+		"EnableKey": "KMSInvalidStateException", "DisableKey": "KMSInvalidStateException", "CreateGrant": "KMSInvalidStateException",
+		"DescribeKey": "", "TagResource": "", "UpdateKeyDescription": "", "GetKeyRotationStatus": "",
+	})
+	east.tick(t)
+	if _, err := east.client.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	// [15]: both keys are Updating until their timers run.
+	check(east, "Updating", map[string]string{
+		"Encrypt": "", "Decrypt": "", "GenerateDataKey": "", "CreateGrant": "", "DescribeKey": "", "TagResource": "",
+		"EnableKey": "KMSInvalidStateException", "DisableKey": "KMSInvalidStateException", "ScheduleKeyDeletion": "KMSInvalidStateException",
+	})
+	check(west, "Updating", map[string]string{
+		"Encrypt": "", "Decrypt": "", "ReplicateKey": "KMSInvalidStateException", "ScheduleKeyDeletion": "KMSInvalidStateException",
+	})
+	east.tick(t)
+	west.tick(t)
+	for _, rn := range rs {
+		if st := rn.describe(t, id).KeyState; st != types.KeyStateEnabled {
+			t.Fatalf("%s after the swap: %s", rn.region, st)
+		}
+	}
+}
+
+// TestMultiRegionAbortReplica: the peer operations refuse what they must,
+// and a replica the primary could not record is removed whole.
+func TestMultiRegionAbortReplica(t *testing.T) {
+	rs := newRegions(t, "us-east-1", "us-west-2")
+	east, west := rs[0], rs[1]
+	ctx := context.Background()
+	ck, err := east.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+	k, _ := east.node.Key(id)
+	p, _ := east.peer("us-west-2")
+	tms, err := east.exportMaterials(ctx, p, k.Materials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *k.MR
+	cfg.Type = "REPLICA"
+	cfg.Replicas = append(cfg.Replicas, cluster.RegionKey{Region: "us-west-2", Arn: east.regionArn("us-west-2", id)})
+	req := mrkCreateReplicaRequest{KeyId: id, Config: cfg, KeySpec: k.KeySpec, KeyUsage: k.KeyUsage, Origin: k.Origin, Materials: tms}
+	bad := req
+	bad.Materials = []transportedMaterial{{Version: 1, Key: bytes.Repeat([]byte{1}, 384)}}
+	if err := CallCluster(ctx, west.url, "us-west-2", west.admin, "MrkCreateReplica", bad, nil); err == nil {
+		t.Fatal("material not made for this HSM was accepted")
+	}
+	if err := CallCluster(ctx, west.url, "us-west-2", west.admin, "MrkCreateReplica", req, nil); err != nil {
+		t.Fatal(err)
+	}
+	err = CallCluster(ctx, west.url, "us-west-2", west.admin, "MrkCreateReplica", req, nil)
+	if ae, ok := err.(*APIError); !ok || ae.Type != errAlreadyExists {
+		t.Fatalf("second replica: %v", err)
+	}
+	if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
+		t.Fatalf("replica is %s", st)
+	}
+	// The primary never recorded it: it is removed whole.
+	east.abortReplica(p, id)
+	_, err = west.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	wantAPIError(t, err, "NotFoundException")
+	if c := east.describe(t, id).MultiRegionConfiguration; len(c.ReplicaKeys) != 0 {
+		t.Fatalf("primary lists %v", regionsOf(c.ReplicaKeys))
+	}
+	// A finished replica is not aborted; a sync for an unknown key is NotFound.
+	if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	east.tick(t)
+	err = CallCluster(ctx, west.url, "us-west-2", west.admin, "MrkAbortReplica", mrkKeyRegionRequest{KeyId: id}, nil)
+	if ae, ok := err.(*APIError); !ok || ae.Type != errInvalidState {
+		t.Fatalf("abort of an Enabled replica: %v", err)
+	}
+	err = CallCluster(ctx, west.url, "us-west-2", west.admin, "MrkSync", mrkSyncRequest{KeyId: "mrk-00000000000000000000000000000000", Config: cfg}, nil)
+	if ae, ok := err.(*APIError); !ok || ae.Type != errNotFound {
+		t.Fatalf("sync of an unknown key: %v", err)
 	}
 	encryptIn(t, east, west, id)
 }
