@@ -205,6 +205,7 @@ func init() {
 	clusterOps["MrkAbortReplica"] = opMrkAbortReplica
 	clusterOps["MrkSync"] = opMrkSync
 	clusterOps["MrkReplicaDeleted"] = opMrkReplicaDeleted
+	clusterOps["MrkDescribe"] = opMrkDescribe
 }
 
 // ---- peer calls ----
@@ -564,16 +565,77 @@ func opMrkAbortReplica(s *Server, r *request) (any, error) {
 	if !k.IsReplica() || k.State != cluster.StateCreating {
 		return nil, apiErr(errInvalidState, "%s is %s, not a replica being created.", k.Arn, k.State)
 	}
-	now := s.cfg.Now().UnixNano()
-	if _, err := s.apply(r.ctx, &cluster.SetMultiRegion{KeyID: k.ID, ExpectState: cluster.StateCreating, State: cluster.StatePendingDeletion}); err != nil {
+	if err := s.removeHalfMade(r.ctx, k); err != nil {
 		return nil, err
 	}
-	if _, err := s.apply(r.ctx, &cluster.DeleteKey{KeyID: k.ID, Now: now}); err != nil {
-		return nil, err
+	return struct{}{}, nil
+}
+
+// removeHalfMade deletes a replica key that is still Creating.
+func (s *Server) removeHalfMade(ctx context.Context, k *cluster.Key) error {
+	now := s.cfg.Now().UnixNano()
+	if _, err := s.apply(ctx, &cluster.SetMultiRegion{KeyID: k.ID, ExpectState: cluster.StateCreating, State: cluster.StatePendingDeletion}); err != nil {
+		return err
+	}
+	if _, err := s.apply(ctx, &cluster.DeleteKey{KeyID: k.ID, Now: now}); err != nil {
+		return err
 	}
 	s.forgetKey(k)
 	s.log.Info("removed a half-made replica key", "key", k.Arn)
-	return struct{}{}, nil
+	return nil
+}
+
+// creatingGrace is how long a replica may stay Creating before its
+// cluster asks the primary whether it was recorded at all.
+const creatingGrace = time.Minute
+
+type mrkDescribeResponse struct {
+	Config cluster.MultiRegion `json:"Config"`
+}
+
+// opMrkDescribe answers a key's multi-Region configuration (a replica that
+// is still Creating asks its primary whether it was recorded).
+func opMrkDescribe(s *Server, r *request) (any, error) {
+	if err := requireRoot(s, r); err != nil {
+		return nil, err
+	}
+	var in mrkKeyRegionRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	k, ok := s.node.Key(in.KeyId)
+	if !ok || k.MR == nil {
+		return nil, apiErr(errNotFound, "Key '%s' does not exist", s.keyArn(in.KeyId))
+	}
+	return &mrkDescribeResponse{Config: *k.MR}, nil
+}
+
+// checkCreating removes replica k, Creating for longer than creatingGrace,
+// if its primary does not list it (ReplicateKey failed after the replica
+// was made and the primary could not remove it then).
+func (s *Server) checkCreating(ctx context.Context, k *cluster.Key) error {
+	if s.cfg.Now().UnixNano()-k.Created < int64(creatingGrace) {
+		return nil
+	}
+	p, ok := s.peer(k.MR.Primary.Region)
+	if !ok {
+		return nil
+	}
+	var out mrkDescribeResponse
+	err := s.callPeer(ctx, p, "MrkDescribe", mrkKeyRegionRequest{KeyId: k.ID}, &out)
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae) && ae.Type == errNotFound:
+	case err != nil:
+		return err
+	case out.Config.HasRegion(s.cfg.Region):
+		return nil // recorded: the primary's sync will activate it
+	}
+	err = s.removeHalfMade(ctx, k)
+	if errors.Is(err, cluster.ErrInvalidState) {
+		return nil // activated meanwhile
+	}
+	return err
 }
 
 // opMrkSync takes the shared properties of a multi-Region key from its
@@ -667,6 +729,11 @@ func (s *Server) tickMultiRegion(ctx context.Context) []error {
 			}
 			if cur, ok := s.node.Key(k.ID); ok {
 				k = cur
+			}
+		}
+		if k.IsReplica() && k.State == cluster.StateCreating {
+			if err := s.checkCreating(ctx, k); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if !k.IsPrimary() {

@@ -327,6 +327,19 @@ func TestMultiRegionDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := *ck.KeyMetadata.KeyId
+	// kms:ReplicaRegion and kms:MultiRegionKeyType in the primary's policy.
+	policy := `{"Version":"2012-10-17","Statement":[
+	 {"Sid":"all","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+	 {"Sid":"not-eu","Effect":"Deny","Principal":{"AWS":"*"},"Action":"kms:ReplicateKey","Resource":"*",
+	  "Condition":{"StringEquals":{"kms:ReplicaRegion":"eu-west-1","kms:MultiRegionKeyType":"PRIMARY"}}}]}`
+	if _, err := east.client.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: &id, Policy: &policy}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")})
+	wantAPIError(t, err, "AccessDeniedException")
+	if _, err := east.client.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: &id, Policy: aws.String(strings.Replace(policy, "eu-west-1", "ap-east-1", 1))}); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []string{"us-west-2", "eu-west-1"} {
 		if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: &r}); err != nil {
 			t.Fatal(err)
@@ -580,7 +593,20 @@ func TestMultiRegionAbortReplica(t *testing.T) {
 	if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
 		t.Fatalf("replica is %s", st)
 	}
-	// The primary never recorded it: it is removed whole.
+	// The primary never recorded it. Its own cluster removes it after a
+	// grace period, asking the primary first...
+	west.tick(t)
+	if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
+		t.Fatalf("replica is %s within the grace period", st)
+	}
+	west.clk.Advance(2 * creatingGrace)
+	west.tick(t)
+	_, err = west.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	wantAPIError(t, err, "NotFoundException")
+	// ... or the primary removes it at once when it can.
+	if err := CallCluster(ctx, west.url, "us-west-2", west.admin, "MrkCreateReplica", req, nil); err != nil {
+		t.Fatal(err)
+	}
 	east.abortReplica(p, id)
 	_, err = west.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
 	wantAPIError(t, err, "NotFoundException")
