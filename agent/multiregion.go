@@ -338,6 +338,12 @@ func opReplicateKey(s *Server, r *request) (any, error) {
 	case k.MR.HasRegion(region):
 		return nil, apiErr(errAlreadyExists, "%s already has a replica key in %s.", k.Arn, region)
 	}
+	if k.Origin != originAWSKMS {
+		// NOTE (issue #11, imported key material): a replica of a key with
+		// imported material is made without material and is PendingImport
+		// until the same material is imported into it. Not built yet.
+		return nil, apiErr(errUnsupported, "Replicas of %s keys are not supported by this kmsd yet.", k.Origin)
+	}
 	p, ok := s.peer(region)
 	if !ok {
 		return nil, apiErr(errUnsupported, "Region %s is not a Region this kmsd can replicate to (see --peer-region).", region)
