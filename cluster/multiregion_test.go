@@ -67,6 +67,20 @@ func TestMultiRegionCommands(t *testing.T) {
 	if k := rkey(); k.State != StateEnabled || !k.IsPrimary() || k.PrevState != "" {
 		t.Fatalf("after the swap: %s %+v", k.State, k.MR)
 	}
+	// The configuration survives a snapshot.
+	var buf bytes.Buffer
+	if err := n.SaveSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := decodeSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sk := range ss.Keys {
+		if sk.ID == "mrk-2" && (sk.MR == nil || sk.MR.Gen != 6 || sk.MR.Primary.Arn != "q" || !sk.IsPrimary()) {
+			t.Fatalf("snapshot lost the configuration: %+v", sk.MR)
+		}
+	}
 	// Commands survive encoding.
 	for _, c := range []Command{&SetMultiRegion{KeyID: "a", Config: &MultiRegion{Type: MultiRegionReplica, Replicas: []RegionKey{west}}},
 		&AddReplica{KeyID: "a", Replica: west}, &RemoveReplica{KeyID: "a", Region: "x"}, &ScheduleMRDeletion{KeyID: "a"}} {
@@ -78,4 +92,51 @@ func TestMultiRegionCommands(t *testing.T) {
 			t.Fatalf("%T: %v", c, err)
 		}
 	}
+}
+
+// FuzzMultiRegionCommands decodes hostile bytes as commands and applies
+// them to a state holding a primary and a replica key: nothing panics.
+func FuzzMultiRegionCommands(f *testing.F) {
+	west := RegionKey{"us-west-2", "arn:aws:kms:us-west-2:111122223333:key/p"}
+	for _, c := range []Command{
+		&SetMultiRegion{KeyID: "p", Config: &MultiRegion{Type: MultiRegionReplica, Replicas: []RegionKey{west}, Gen: 9},
+			Materials: []Material{{Version: 2, Wrapped: []byte("w")}}, Rotation: &RotationSync{Enabled: true}, Activate: true,
+			State: StateUpdating, SavePrev: true},
+		&SetMultiRegion{KeyID: "r", RestorePrev: true, ExpectState: StateCreating},
+		&AddReplica{KeyID: "p", Replica: west},
+		&RemoveReplica{KeyID: "p", Region: "us-west-2", Now: 5},
+		&ScheduleMRDeletion{KeyID: "p", Now: 1, PendingDays: 7},
+	} {
+		b, _ := EncodeCommand(c)
+		f.Add(b)
+	}
+	f.Add([]byte{60, 1, 0x80})
+	f.Add([]byte{61, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b)
+		if err != nil {
+			return
+		}
+		st := newState()
+		p := testKey("p")
+		p.MR = &MultiRegion{Type: MultiRegionPrimary, Primary: RegionKey{"us-east-1", p.Arn}, Replicas: []RegionKey{{"eu-west-1", "x"}}, Gen: 1}
+		r := testKey("r")
+		r.State, r.Materials = StateCreating, nil
+		r.MR = &MultiRegion{Type: MultiRegionReplica, Primary: RegionKey{"eu-west-1", "y"}, Gen: 1}
+		st.apply(&CreateKey{Key: p})
+		st.apply(&CreateKey{Key: r})
+		st.apply(c)
+		// Published keys stay consistent: versions ascend from 1 without gaps.
+		for _, id := range []string{"p", "r"} {
+			k, ok := st.keys[id]
+			if !ok {
+				continue
+			}
+			for i, m := range k.Materials {
+				if m.Version != uint32(i+1) {
+					t.Fatalf("%s: material %d has version %d", k.ID, i, m.Version)
+				}
+			}
+		}
+	})
 }
