@@ -386,6 +386,10 @@ func TestMultiRegionDeletion(t *testing.T) {
 	if st := east.describe(t, id).KeyState; st != types.KeyStatePendingReplicaDeletion {
 		t.Fatalf("primary with one replica left: %s", st)
 	}
+	east.tick(t) // the remaining replica learns of the deletion
+	if c := eu.describe(t, id).MultiRegionConfiguration; strings.Join(regionsOf(c.ReplicaKeys), ",") != "eu-west-1" {
+		t.Fatalf("eu-west-1 sees replicas %v", regionsOf(c.ReplicaKeys))
+	}
 	eu.tick(t)
 	d := east.describe(t, id)
 	if d.KeyState != types.KeyStatePendingDeletion || d.DeletionDate == nil ||

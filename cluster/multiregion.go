@@ -83,7 +83,9 @@ type RotationSync struct {
 //   - Rotation, when set, replaces the rotation settings;
 //   - Activate moves a Creating key to Enabled;
 //   - SavePrev stores the state in PrevState before State (when set)
-//     replaces it; RestorePrev returns to PrevState and clears it.
+//     replaces it, unless the key is in State already; RestorePrev returns
+//     to PrevState and clears it (an Updating key with none saved becomes
+//     Enabled).
 type SetMultiRegion struct {
 	KeyID       string
 	ExpectState string
@@ -175,13 +177,18 @@ func (s *state) applyMultiRegion(c Command) (resp any, ok bool) {
 				k.State = StateEnabled
 			}
 			if c.State != "" {
-				if c.SavePrev {
+				if c.SavePrev && k.State != c.State { // already there: keep the state to return to
 					k.PrevState = k.State
 				}
 				k.State = c.State
 			}
-			if c.RestorePrev && k.PrevState != "" {
-				k.State, k.PrevState = k.PrevState, ""
+			if c.RestorePrev {
+				switch {
+				case k.PrevState != "":
+					k.State, k.PrevState = k.PrevState, ""
+				case k.State == StateUpdating: // nothing saved: never stay Updating
+					k.State = StateEnabled
+				}
 			}
 			return nil
 		}), true

@@ -57,6 +57,11 @@ func TestMultiRegionCommands(t *testing.T) {
 	// Updating and back.
 	mustApply(t, n, &SetMultiRegion{KeyID: "mrk-2", State: StateUpdating, SavePrev: true,
 		Config: &MultiRegion{Type: MultiRegionPrimary, Primary: RegionKey{"us-east-1", "q"}, Gen: 6}})
+	// Updating again keeps the state to return to.
+	mustApply(t, n, &SetMultiRegion{KeyID: "mrk-2", State: StateUpdating, SavePrev: true})
+	if k := rkey(); k.PrevState != StateEnabled {
+		t.Fatalf("PrevState %q", k.PrevState)
+	}
 	if _, err := n.Apply(ctx, &ScheduleMRDeletion{KeyID: "mrk-2", Now: 1, PendingDays: 7}); !errors.Is(err, ErrInvalidState) {
 		t.Fatalf("schedule deletion while Updating: %v", err)
 	}
