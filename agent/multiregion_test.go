@@ -632,3 +632,71 @@ func TestMultiRegionAbortReplica(t *testing.T) {
 	}
 	encryptIn(t, east, west, id)
 }
+
+// TestMultiRegionThreeNodeCluster: a three-node cluster (us-east-1, one HSM
+// token) and a one-node cluster (us-west-2, its own token). Requests land
+// on followers, which forward their writes; the peer calls reach a
+// follower too.
+func TestMultiRegionThreeNodeCluster(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	leader, f1, f2 := nodes[0], nodes[1], nodes[2]
+	west := startRegion(t, "us-west-2", &fakeClock{now: time.Now()})
+	for _, n := range nodes {
+		n.SetPeers([]Peer{{Region: "us-west-2", URL: west.url, Key: west.admin}})
+	}
+	west.SetPeers([]Peer{{Region: "us-east-1", URL: f1.url, Key: leader.admin}})
+	ctx := context.Background()
+	synced := func(n *testServer) {
+		t.Helper()
+		if err := n.node.WaitApplied(ctx, leader.node.AppliedIndex()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick := func(n *testServer) {
+		t.Helper()
+		if err := n.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ck, err := f1.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+	synced(f2)
+	if _, err := f2.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	tick(f1) // a follower's timers do nothing
+	if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
+		t.Fatalf("a follower's tick synced the replica: %s", st)
+	}
+	tick(leader)
+	west.tick(t)
+	eastNode := &regionNode{testServer: f2, region: "us-east-1"}
+	encryptIn(t, eastNode, west, id)
+	encryptIn(t, west, eastNode, id)
+
+	// The primary moves to the one-node cluster; its sync reaches the
+	// three-node cluster through a follower.
+	synced(f1)
+	if _, err := f1.client.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("us-west-2")}); err != nil {
+		t.Fatal(err)
+	}
+	west.tick(t)
+	tick(leader)
+	if _, err := west.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	west.tick(t)
+	for _, n := range nodes {
+		synced(n)
+		k, _ := n.node.Key(id)
+		if k.State != "Enabled" || !k.IsReplica() || len(k.Materials) != 2 {
+			t.Fatalf("%s: %s replica=%v versions=%d", n.node.ID(), k.State, k.IsReplica(), len(k.Materials))
+		}
+	}
+	encryptIn(t, west, eastNode, id)
+	encryptIn(t, west, &regionNode{testServer: leader, region: "us-east-1"}, id)
+}
