@@ -646,10 +646,24 @@ func TestMultiRegionThreeNodeCluster(t *testing.T) {
 	}
 	west.SetPeers([]Peer{{Region: "us-east-1", URL: f1.url, Key: leader.admin}})
 	ctx := context.Background()
+	// The leader may change on a loaded machine: wait for whichever leads,
+	// and tick every node (a follower's tick does nothing).
 	synced := func(n *testServer) {
 		t.Helper()
-		if err := n.node.WaitApplied(ctx, leader.node.AppliedIndex()); err != nil {
+		var idx uint64
+		for _, m := range nodes {
+			idx = max(idx, m.node.AppliedIndex())
+		}
+		if err := n.node.WaitApplied(ctx, idx); err != nil {
 			t.Fatal(err)
+		}
+	}
+	tickAll := func() {
+		t.Helper()
+		for _, n := range nodes {
+			if err := n.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	tick := func(n *testServer) {
@@ -668,11 +682,13 @@ func TestMultiRegionThreeNodeCluster(t *testing.T) {
 	if _, err := f2.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}); err != nil {
 		t.Fatal(err)
 	}
-	tick(f1) // a follower's timers do nothing
-	if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
-		t.Fatalf("a follower's tick synced the replica: %s", st)
+	if !f1.node.IsLeader() {
+		tick(f1) // a follower's timers do nothing
+		if st := west.describe(t, id).KeyState; st != types.KeyStateCreating {
+			t.Fatalf("a follower's tick synced the replica: %s", st)
+		}
 	}
-	tick(leader)
+	tickAll()
 	west.tick(t)
 	eastNode := &regionNode{testServer: f2, region: "us-east-1"}
 	encryptIn(t, eastNode, west, id)
@@ -685,7 +701,7 @@ func TestMultiRegionThreeNodeCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	west.tick(t)
-	tick(leader)
+	tickAll()
 	if _, err := west.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
 		t.Fatal(err)
 	}
