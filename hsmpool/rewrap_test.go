@@ -71,3 +71,39 @@ func TestMaterialTransfer(t *testing.T) {
 		t.Fatalf("material of token A re-wrapped on token B: %v", err)
 	}
 }
+
+// BenchmarkMaterialTransfer measures moving one material version between
+// two tokens (ExportMaterial on the sender, ImportMaterial on the
+// receiver), next to its baseline twin: generating a fresh wrapped key.
+func BenchmarkMaterialTransfer(b *testing.B) {
+	ctx := context.Background()
+	a, c := hsmtest.NewPool(b), hsmtest.NewPool(b)
+	pub, err := c.PeerTransportKey(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := a.GenerateWrappedKey(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("transfer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tr, err := a.ExportMaterial(ctx, m, pub)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.ImportMaterial(ctx, tr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline-generate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.GenerateWrappedKey(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
