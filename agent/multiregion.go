@@ -276,7 +276,13 @@ func rotationOf(k *cluster.Key) cluster.RotationSync {
 func peerError(region string, err error, what string) error {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae
+		switch ae.Type {
+		case errAlreadyExists, errMalformedPolicy, errTag, errLimitExceeded, errInvalidState, errDisabled, errNotFound:
+			return ae // about the request: the caller can act on it
+		}
+		// Anything else (refused credentials, a failed import) is this
+		// service's problem, not the caller's.
+		return apiErr(errInternal, "Region %s answered %s (%s); %s.", region, ae.Type, ae.Message, what)
 	}
 	if errors.Is(err, errPeerDown) {
 		return apiErr(errInternal, "Region %s cannot be reached; %s. The request can be retried.", region, what)

@@ -415,6 +415,13 @@ func TestMultiRegionPeerDown(t *testing.T) {
 	}
 	id := *ck.KeyMetadata.KeyId
 
+	// A peer that refuses this cluster's credentials is the service's
+	// problem, not an access denial of the caller.
+	east.SetPeers([]Peer{{Region: "us-west-2", URL: west.url, Key: AccessKey{ID: "AKIAWRONGWRONGWRONG1", Secret: "wrong"}}})
+	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")})
+	wantAPIError(t, err, "KMSInternalException")
+	linkRegions(rs...)
+
 	west.stop()
 	_, err = east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")})
 	wantAPIError(t, err, "KMSInternalException")

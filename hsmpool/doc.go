@@ -6,6 +6,10 @@
 // (EnsureDomainKey), fresh AES-256 key material generated in the HSM and
 // returned only wrapped by the domain key (GenerateWrappedKey), AES-256-GCM
 // with such wrapped material (Seal, Open), and random bytes (Random).
+// Between tokens with different domain keys it moves key material under
+// RSA-OAEP only (rewrap.go: PeerTransportKey, ExportMaterial,
+// ImportMaterial; multi-Region keys) and transfers the domain key itself
+// (transfer.go).
 // InitToken, TokenExists, FindSoftHSM and WriteSoftHSMConfig provision
 // SoftHSM2 tokens for tests and single-node deployments.
 //
