@@ -327,6 +327,14 @@ func TestMultiRegionDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := *ck.KeyMetadata.KeyId
+	// kms:MultiRegion on CreateKey in an identity policy.
+	alice := east.principal(t, testAlice, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:CreateKey",
+	  "Resource":"*","Condition":{"Bool":{"kms:MultiRegion":"false"}}}]}`)
+	_, err = alice.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	wantAPIError(t, err, "AccessDeniedException")
+	if _, err := alice.CreateKey(ctx, &kms.CreateKeyInput{}); err != nil {
+		t.Fatalf("single-Region key: %v", err)
+	}
 	// kms:ReplicaRegion and kms:MultiRegionKeyType in the primary's policy.
 	policy := `{"Version":"2012-10-17","Statement":[
 	 {"Sid":"all","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},

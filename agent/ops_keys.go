@@ -89,8 +89,12 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(r, authReq{action: r.op, conds: map[string][]string{
-		"kms:keyspec": {spec}, "kms:keyusage": {usage}, "kms:keyorigin": {origin}}}); err != nil {
+	conds := map[string][]string{"kms:keyspec": {spec}, "kms:keyusage": {usage}, "kms:keyorigin": {origin},
+		"kms:multiregion": {"false"}}
+	if in.MultiRegion {
+		conds["kms:multiregion"], conds["kms:multiregionkeytype"] = []string{"true"}, []string{cluster.MultiRegionPrimary}
+	}
+	if err := s.authorize(r, authReq{action: r.op, conds: conds}); err != nil {
 		return nil, err
 	}
 	id := uuid.NewString()
