@@ -55,6 +55,10 @@ type syncMark struct {
 // told.
 const resyncAfter = time.Minute
 
+// peerTimerTimeout bounds each peer call the timers make, so a peer that
+// does not answer delays the other timer work by at most this much.
+const peerTimerTimeout = 5 * time.Second
+
 // SetPeers replaces the peer Regions this cluster replicates to and syncs
 // with. It is safe to call while serving.
 func (s *Server) SetPeers(peers []Peer) {
@@ -744,9 +748,11 @@ func (s *Server) tickMultiRegion(ctx context.Context) []error {
 			}
 		}
 		if k.IsReplica() && k.State == cluster.StateCreating {
-			if err := s.checkCreating(ctx, k); err != nil {
+			pctx, cancel := context.WithTimeout(ctx, peerTimerTimeout)
+			if err := s.checkCreating(pctx, k); err != nil {
 				errs = append(errs, err)
 			}
+			cancel()
 		}
 		if !k.IsPrimary() {
 			continue
@@ -763,9 +769,11 @@ func (s *Server) tickMultiRegion(ctx context.Context) []error {
 				errs = append(errs, fmt.Errorf("multi-Region key %s has a replica in %s, which is not a configured peer", k.Arn, rep.Region))
 				continue
 			}
-			if _, err := s.pushSync(ctx, k, p); err != nil {
+			pctx, cancel := context.WithTimeout(ctx, peerTimerTimeout)
+			if _, err := s.pushSync(pctx, k, p); err != nil {
 				errs = append(errs, err)
 			}
+			cancel()
 		}
 	}
 	return errs
@@ -821,6 +829,8 @@ func (s *Server) replicaDeleted(ctx context.Context, k *cluster.Key) {
 	if !ok {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, peerTimerTimeout)
+	defer cancel()
 	if err := s.callPeer(ctx, p, "MrkReplicaDeleted", mrkKeyRegionRequest{KeyId: k.ID, Region: s.cfg.Region}, nil); err != nil {
 		s.log.Warn("could not tell the primary Region that a replica key was deleted", "key", k.Arn, "err", err)
 	}
