@@ -47,7 +47,7 @@ scan:
 fuzz:
 	@set -e; for spec in \
 	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
-	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
+	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot ./cluster:FuzzMultiRegionCommands \
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
 	  ./agent/policy:FuzzParse ./agent:FuzzAsymRequest ./hsmpool:FuzzOAEPDecode \
 	  ./batch/esdk:FuzzReadHeader ./batch/esdk:FuzzBody \

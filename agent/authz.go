@@ -199,6 +199,9 @@ func (s *Server) conditions(r *request, a authReq, identity *parsedPolicy) map[s
 		c["kms:keyorigin"] = []string{a.key.Origin}
 		if a.key.MultiRegion {
 			c["kms:multiregion"] = []string{"true"}
+			if a.key.MR != nil {
+				c["kms:multiregionkeytype"] = []string{a.key.MR.Type}
+			}
 		} else {
 			c["kms:multiregion"] = []string{"false"}
 		}

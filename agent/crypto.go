@@ -158,6 +158,9 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 // materialID is the KeyMaterialId AWS reports: 64 hex digits that name one
 // version of a key's material without revealing it.
 func materialID(m cluster.Material) string {
+	if m.ID != "" { // a multi-Region replica reports its primary's id
+		return m.ID
+	}
 	h := sha256.Sum256(m.Wrapped)
 	return hex.EncodeToString(h[:])
 }

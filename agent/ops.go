@@ -46,6 +46,8 @@ var operations = map[string]opFunc{
 	"ConnectCustomKeyStore":           opConnectCustomKeyStore,
 	"DisconnectCustomKeyStore":        opDisconnectCustomKeyStore,
 	"DeleteCustomKeyStore":            opDeleteCustomKeyStore,
+	"ReplicateKey":                    opReplicateKey,
+	"UpdatePrimaryRegion":             opUpdatePrimaryRegion,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

@@ -73,9 +73,6 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if origin == "EXTERNAL" {
 		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet.", origin)
 	}
-	if in.MultiRegion {
-		return nil, apiErr(errUnsupported, "Multi-Region keys are not supported by this kmsd yet.")
-	}
 	desc := ""
 	if in.Description != nil {
 		desc = *in.Description
@@ -87,11 +84,18 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(r, authReq{action: r.op, conds: map[string][]string{
-		"kms:keyspec": {spec}, "kms:keyusage": {usage}, "kms:keyorigin": {origin}}}); err != nil {
+	conds := map[string][]string{"kms:keyspec": {spec}, "kms:keyusage": {usage}, "kms:keyorigin": {origin},
+		"kms:multiregion": {"false"}}
+	if in.MultiRegion {
+		conds["kms:multiregion"], conds["kms:multiregionkeytype"] = []string{"true"}, []string{cluster.MultiRegionPrimary}
+	}
+	if err := s.authorize(r, authReq{action: r.op, conds: conds}); err != nil {
 		return nil, err
 	}
 	id := uuid.NewString()
+	if in.MultiRegion {
+		id = newMultiRegionKeyID()
+	}
 	policy := s.defaultPolicyText
 	if in.Policy != nil {
 		if err := s.checkKeyPolicy(r, *in.Policy, s.keyArn(id), in.BypassPolicyLockoutSafetyCheck); err != nil {
@@ -118,6 +122,10 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		State:     cluster.StateEnabled,
 		Materials: []cluster.Material{material},
 		Tags:      tags, Policy: policy,
+	}
+	if in.MultiRegion {
+		k.MultiRegion = true
+		k.MR = &cluster.MultiRegion{Type: cluster.MultiRegionPrimary, Primary: cluster.RegionKey{Region: s.cfg.Region, Arn: k.Arn}, Gen: 1}
 	}
 	if plan != nil {
 		if err := s.createStoreKey(r, plan, k); err != nil {
@@ -153,6 +161,11 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 		d, w := epoch(k.DeletionDate), k.PendingDays
 		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w
 	}
+	if k.State == cluster.StatePendingReplicaDeletion { // the waiting period has not started
+		w := k.PendingDays
+		md.PendingDeletionWindowInDays = &w
+	}
+	md.MultiRegionConfiguration = multiRegionConfig(k.MR)
 	return md
 }
 

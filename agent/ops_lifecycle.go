@@ -87,11 +87,16 @@ func opScheduleKeyDeletion(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	when := s.cfg.Now().Add(time.Duration(days) * day).UnixNano()
+	now := s.cfg.Now()
+	when := now.Add(time.Duration(days) * day).UnixNano()
+	if k.MR != nil { // a primary with replicas waits for them (multiregion.go)
+		return s.scheduleMRDeletion(r, k, now.UnixNano(), int32(days))
+	}
 	if err := s.applyKeyChange(r, k, &cluster.ScheduleDeletion{KeyID: k.ID, DeletionDate: when, PendingDays: int32(days)}); err != nil {
 		return nil, err
 	}
-	return &scheduleKeyDeletionResponse{KeyId: k.Arn, DeletionDate: epoch(when), KeyState: cluster.StatePendingDeletion, PendingWindowInDays: int32(days)}, nil
+	d := epoch(when)
+	return &scheduleKeyDeletionResponse{KeyId: k.Arn, DeletionDate: &d, KeyState: cluster.StatePendingDeletion, PendingWindowInDays: int32(days)}, nil
 }
 
 func opCancelKeyDeletion(s *Server, r *request) (any, error) {
@@ -237,15 +242,13 @@ func (s *Server) Tick(ctx context.Context) error {
 		case k.State == cluster.StatePendingDeletion && k.DeletionDate <= now:
 			_, err := s.apply(ctx, &cluster.DeleteKey{KeyID: k.ID, Now: now})
 			if err == nil {
-				for _, m := range k.Materials {
-					s.pool.Forget(m.Wrapped)
-				}
-				s.usage.forget(k.ID)
+				s.forgetKey(k)
+				s.replicaDeleted(ctx, k)
 				s.log.Info("deleted key at the end of its waiting period", "key", k.Arn)
 			} else if !errors.Is(err, cluster.ErrKeyNotFound) && !errors.Is(err, cluster.ErrInvalidState) {
 				errs = append(errs, err)
 			}
-		case k.State == cluster.StateEnabled && k.RotationEnabled && k.NextRotation != 0 && k.NextRotation <= now:
+		case k.State == cluster.StateEnabled && k.RotationEnabled && k.NextRotation != 0 && k.NextRotation <= now && !k.IsReplica():
 			wrapped, err := s.pool.GenerateWrappedKey(ctx)
 			if err != nil {
 				errs = append(errs, err)
@@ -261,6 +264,7 @@ func (s *Server) Tick(ctx context.Context) error {
 			}
 		}
 	}
+	errs = append(errs, s.tickMultiRegion(ctx)...)
 	return errors.Join(errs...)
 }
 

@@ -24,6 +24,9 @@ func (s *Server) rotatableKey(r *request, op string, id *string) (*cluster.Key, 
 	if k.Origin != originAWSKMS {
 		return nil, stateError(r7, k)
 	}
+	if k.IsReplica() && op != "ListKeyRotations" {
+		return nil, apiErr(errUnsupported, "%s is a multi-Region replica key; rotation is set and done on its primary key (%s).", k.Arn, k.MR.Primary.Arn)
+	}
 	if k.KeySpec != specSymmetricDefault {
 		return nil, apiErr(errUnsupported, "%s is not a symmetric encryption key; its key material cannot be rotated.", k.Arn)
 	}

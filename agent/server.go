@@ -72,6 +72,9 @@ type Config struct {
 	// (Alibaba Cloud's model); AWS, and the default, refuse it.
 	XKSSharedKeys bool
 	HSMStores     map[string]HSMStoreConfig
+	// Peers are the other kmsd clusters (Regions) multi-Region keys
+	// replicate to; see SetPeers.
+	Peers []Peer
 }
 
 // Validate checks the config, naming the bad field.
@@ -132,6 +135,7 @@ type Server struct {
 	keyCache  *cache.Cache
 	metrics   *metrics
 	authz     authCache
+	mr        mrState
 	// defaultPolicyText is the default key policy of this account; keys
 	// with it skip policy evaluation for the account root.
 	defaultPolicyText string
@@ -219,6 +223,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.creds.init(s)
 	s.defaultPolicyText = s.defaultPolicy()
+	s.SetPeers(cfg.Peers)
 	s.usage = newUsageTracker(cfg.Now())
 	// SigV4 checks skew against the wall clock, as AWS does; cfg.Now is the
 	// clock of schedules (rotation, deletion) and timestamps.

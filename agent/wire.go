@@ -56,6 +56,8 @@ type keyMetadata struct {
 	CustomKeyStoreId    string            `json:"CustomKeyStoreId,omitempty"`
 	CloudHsmClusterId   string            `json:"CloudHsmClusterId,omitempty"`
 	XksKeyConfiguration *xksKeyConfigWire `json:"XksKeyConfiguration,omitempty"`
+	// MultiRegionConfiguration: multiregion.go.
+	MultiRegionConfiguration *multiRegionConfigWire `json:"MultiRegionConfiguration,omitempty"`
 }
 
 type createKeyRequest struct {
@@ -200,7 +202,7 @@ type scheduleKeyDeletionRequest struct {
 
 type scheduleKeyDeletionResponse struct {
 	KeyId               string `json:"KeyId"`
-	DeletionDate        epoch  `json:"DeletionDate"`
+	DeletionDate        *epoch `json:"DeletionDate,omitempty"`
 	KeyState            string `json:"KeyState"`
 	PendingWindowInDays int32  `json:"PendingWindowInDays"`
 }

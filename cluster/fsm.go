@@ -175,7 +175,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *CancelDeletion:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StatePendingDeletion {
+			if k.State != StatePendingDeletion && k.State != StatePendingReplicaDeletion {
 				return fmt.Errorf("%w: %s is not pending deletion", ErrInvalidState, k.Arn)
 			}
 			k.State, k.DeletionDate, k.PendingDays = StateDisabled, 0, 0
@@ -248,7 +248,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *SetRotation:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StateEnabled {
+			if !k.usable() {
 				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
 			}
 			k.RotationEnabled = c.Enabled
@@ -261,7 +261,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *RotateKey:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StateEnabled {
+			if !k.usable() {
 				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
 			}
 			if len(c.Material.Wrapped) == 0 {
@@ -294,6 +294,9 @@ func (s *state) apply(c Command) any {
 		return resp
 	}
 	if resp, ok := s.applyKeyStores(c); ok {
+		return resp
+	}
+	if resp, ok := s.applyMultiRegion(c); ok {
 		return resp
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)

@@ -46,6 +46,9 @@ type Material struct {
 	Sealed []byte
 	// Public is the DER SubjectPublicKeyInfo of an asymmetric KMS key.
 	Public []byte
+	// ID, when set, is the KeyMaterialId (a multi-Region replica's material
+	// carries its primary's, so related keys report the same one).
+	ID string
 }
 
 // Material forms (Material.Form).
@@ -98,6 +101,11 @@ type Key struct {
 	// keystores.go); XksKeyID is its external key in an external key store.
 	CustomKeyStoreID string
 	XksKeyID         string
+	// MR is the multi-Region configuration of a multi-Region key (see
+	// multiregion.go), nil for others. PrevState is the state to return to
+	// after a transient one (Updating).
+	MR        *MultiRegion
+	PrevState string
 }
 
 // CurrentMaterial returns the material new ciphertexts use.

@@ -13,6 +13,11 @@
 // non-extractable session objects for use. Supports reports which key pairs
 // the token's mechanisms allow. A wrapped key carries no usage: the caller
 // picks the operation and must enforce the key's usage itself.
+// with such wrapped material (Seal, Open), and random bytes (Random).
+// Between tokens with different domain keys it moves key material under
+// RSA-OAEP only (rewrap.go: PeerTransportKey, ExportMaterial,
+// ImportMaterial; multi-Region keys) and transfers the domain key itself
+// (transfer.go).
 // InitToken, TokenExists, FindSoftHSM and WriteSoftHSMConfig provision
 // SoftHSM2 tokens for tests and single-node deployments.
 //

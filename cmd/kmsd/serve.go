@@ -68,6 +68,8 @@ type serveConfig struct {
 	xksTimeout time.Duration
 	hsmStores  hsmStoreFlag
 	xksShared  bool
+	peerRegions  regionMap // peers.go
+	peerCreds    regionMap
 }
 
 func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -114,6 +116,8 @@ func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.xksTimeout, "xks-timeout", 250*time.Millisecond, "how long each call to an external key store proxy may take")
 	fs.BoolVar(&c.xksShared, "xks-shared-external-keys", false, "let one external key back several KMS keys of an external key store (Alibaba Cloud's HYOK model; AWS refuses it)")
 	fs.Var(&c.hsmStores, "hsm-store", "`CLUSTER_ID=LIB:TOKEN_LABEL[:TRUST_ANCHOR_PEM]`: a PKCS#11 token AWS_CLOUDHSM key stores may use under CloudHsmClusterId CLUSTER_ID (repeatable)")
+	fs.Var(&c.peerRegions, "peer-region", "`REGION=URL` of another kmsd cluster that multi-Region keys replicate to (repeatable)")
+	fs.Var(&c.peerCreds, "peer-credentials", "`REGION=FILE`: AWS shared credentials file of that peer's account root (repeatable)")
 	return fs
 }
 
@@ -225,6 +229,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	acfg := agent.Config{Region: c.region, AccountID: c.accountID, Node: node, Pool: pool, Logger: log,
 		MaxKeys: c.maxKeys, MaxBatch: c.maxBatch, DisableQuotas: c.quotasOff, APIURL: apiURL,
 		DecryptCache: cache.Config{MaxAge: c.cacheTTL, MaxUses: c.cacheUses, MaxBytes: c.cacheBytes}}
+	if acfg.Peers, err = c.peers(); err != nil {
+		return err
+	}
 	if err := customStoreConfig(c, &acfg); err != nil {
 		return err
 	}
