@@ -76,6 +76,9 @@ type Key struct {
 	NextRotation    int64
 	// OnDemandRotations counts RotateKeyOnDemand calls (AWS allows 25).
 	OnDemandRotations int32
+	// Import is the imported-material state of an EXTERNAL key (import.go);
+	// nil for other keys. Immutable: commands replace it.
+	Import *KeyImport
 }
 
 // CurrentMaterial returns the material new ciphertexts use.
