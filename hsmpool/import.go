@@ -38,10 +38,10 @@ import (
 type ImportAlgorithm uint8
 
 const (
-	ImportOAEPSHA1       ImportAlgorithm = iota + 1 // RSAES_OAEP_SHA_1
-	ImportOAEPSHA256                                // RSAES_OAEP_SHA_256
-	ImportRSAAESWrapSHA1                            // RSA_AES_KEY_WRAP_SHA_1
-	ImportRSAAESWrapSHA256                          // RSA_AES_KEY_WRAP_SHA_256
+	ImportOAEPSHA1         ImportAlgorithm = iota + 1 // RSAES_OAEP_SHA_1
+	ImportOAEPSHA256                                  // RSAES_OAEP_SHA_256
+	ImportRSAAESWrapSHA1                              // RSA_AES_KEY_WRAP_SHA_1
+	ImportRSAAESWrapSHA256                            // RSA_AES_KEY_WRAP_SHA_256
 )
 
 // ErrMaterialSize: imported key material unwrapped but is not of the
