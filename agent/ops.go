@@ -40,6 +40,9 @@ var operations = map[string]opFunc{
 	"ListRetirableGrants":             opListRetirableGrants,
 	"RetireGrant":                     opRetireGrant,
 	"RevokeGrant":                     opRevokeGrant,
+	"GetParametersForImport":          opGetParametersForImport,
+	"ImportKeyMaterial":               opImportKeyMaterial,
+	"DeleteImportedKeyMaterial":       opDeleteImportedKeyMaterial,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

@@ -72,8 +72,8 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if usage != usageEncryptDecrypt {
 		return nil, apiErr(errValidation, "KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
 	}
-	if origin != originAWSKMS {
-		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet; only AWS_KMS is.", origin)
+	if origin != originAWSKMS && origin != cluster.OriginExternal {
+		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet; only AWS_KMS and EXTERNAL are.", origin)
 	}
 	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
 		return nil, apiErr(errUnsupported, "Custom key stores are not supported by this kmsd yet.")
@@ -105,17 +105,20 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		policy = *in.Policy
 	}
 
-	wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
-	if err != nil {
-		return nil, err
-	}
 	now := s.cfg.Now().UnixNano()
 	k := &cluster.Key{
 		ID: id, Arn: s.keyArn(id), AccountID: s.cfg.AccountID, Created: now,
 		Description: desc, KeySpec: spec, KeyUsage: usage, Origin: origin, KeyManager: "CUSTOMER",
-		State:     cluster.StateEnabled,
-		Materials: []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}},
-		Tags:      tags, Policy: policy,
+		State: cluster.StateEnabled, Tags: tags, Policy: policy,
+	}
+	if origin == cluster.OriginExternal { // material comes with ImportKeyMaterial
+		k.State, k.Import = cluster.StatePendingImport, &cluster.KeyImport{}
+	} else {
+		wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
+		if err != nil {
+			return nil, err
+		}
+		k.Materials = []cluster.Material{{Version: 1, Wrapped: wrapped, Created: now}}
 	}
 	_, err = s.apply(r.ctx, &cluster.CreateKey{Key: k, MaxKeys: s.cfg.MaxKeys})
 	if errors.Is(err, cluster.ErrLimitExceeded) {
@@ -140,6 +143,7 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 	if m, ok := k.CurrentMaterial(); ok {
 		md.CurrentKeyMaterialId = materialID(m)
 	}
+	importMetadata(&md, k)
 	if k.State == cluster.StatePendingDeletion {
 		d, w := epoch(k.DeletionDate), k.PendingDays
 		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w
