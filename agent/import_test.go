@@ -526,19 +526,177 @@ func TestImportOpenSSL(t *testing.T) {
 // the encoder makes.
 func FuzzImportToken(f *testing.F) {
 	var tid [tokenIDLen]byte
-	f.Add(encodeImportToken(tid, 1, "1234abcd-12ab-34cd-56ef-1234567890ab"))
+	f.Add(encodeImportToken(tid, 1, 7, "1234abcd-12ab-34cd-56ef-1234567890ab"))
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Add([]byte{2, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		id, validTo, key, ok := parseImportToken(b)
+		tok, ok := parseImportToken(b)
 		if !ok {
 			return
 		}
 		var raw [tokenIDLen]byte
 		copy(raw[:], b[1:1+tokenIDLen])
-		if !bytes.Equal(encodeImportToken(raw, validTo, key), b) || len(id) != 2*tokenIDLen {
+		if !bytes.Equal(encodeImportToken(raw, tok.validTo, tok.index, tok.keyID), b) || len(tok.id) != 2*tokenIDLen {
 			t.Fatalf("token %x does not round-trip", b)
 		}
 	})
+}
+
+// TestImportAcrossHSMs: two nodes, each with its own HSM token. The
+// wrapping key pair made by one node's HSM serves an import on the other
+// (its private key travels only wrapped by the domain key), and the
+// material then works on both.
+func TestImportAcrossHSMs(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	dir1 := t.TempDir()
+	n1 := startNode(t, dir1, tokenRef{lib, label, pin}, Config{},
+		cluster.Config{NodeID: "a", DataDir: dir1, BindAddr: "127.0.0.1:0", Bootstrap: true, HeartbeatTimeout: 300 * time.Millisecond}, nil)
+	lib2, label2, pin2 := hsmtest.NewToken(t)
+	dir2 := t.TempDir()
+	n2 := startNode(t, dir2, tokenRef{lib2, label2, pin2}, Config{},
+		cluster.Config{NodeID: "b", DataDir: dir2, BindAddr: "127.0.0.1:0", HeartbeatTimeout: 300 * time.Millisecond}, n1)
+	waitMembers(t, []*testServer{n1, n2})
+	ctx := context.Background()
+	alg := types.AlgorithmSpecRsaAesKeyWrapSha256
+	material := newMaterial()
+
+	id := n1.createExternalKey(t)
+	p := n1.params(t, id, alg, types.WrappingKeySpecRsa2048) // made in n1's HSM
+	n2.importMaterial(t, id, p, wrapMaterial(t, p, alg, material))
+	enc, err := n2.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("two HSMs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n1.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(out.Plaintext) != "two HSMs" {
+		t.Fatalf("Decrypt on the other node: %v", err)
+	}
+	// And the other way round: parameters from the follower's HSM.
+	id2 := n2.createExternalKey(t)
+	p2 := n2.params(t, id2, alg, types.WrappingKeySpecRsa2048)
+	n1.importMaterial(t, id2, p2, wrapMaterial(t, p2, alg, material))
+	// n2 applies n1's write shortly after (eventual consistency, as in AWS).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if k, _ := n2.node.Key(id2); k != nil && k.State == cluster.StateEnabled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the import never reached the other node")
+		}
+	}
+	if _, err := n2.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id2), Plaintext: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestImportKeyStateTable checks the guide's cells of the import
+// operations (written out from the guide, not from keystate.go) on EXTERNAL
+// keys in each state they can reach, and [9] on AWS_KMS keys.
+func TestImportKeyStateTable(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	c := ts.client
+	alg := types.AlgorithmSpecRsaesOaepSha256
+	states := []string{"Enabled", "Disabled", "PendingDeletion", "PendingImport"}
+	guide := map[string][4]string{
+		"GetParametersForImport":    {"", "", errInvalidState, ""},
+		"ImportKeyMaterial":         {"", "", errInvalidState, ""},
+		"DeleteImportedKeyMaterial": {"", "", "", ""},
+		"Encrypt":                   {"", errDisabled, errInvalidState, errInvalidState},
+		"EnableKey":                 {"", "", errInvalidState, errInvalidState},
+		"DisableKey":                {"", "", errInvalidState, errInvalidState},
+		"EnableKeyRotation":         {errUnsupported, errDisabled, errInvalidState, errUnsupported},
+		"GetKeyRotationStatus":      {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // [7] / [6]
+		"ListKeyRotations":          {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // as GetKeyRotationStatus
+		"ScheduleKeyDeletion":       {"", "", errInvalidState, ""},
+		"CancelKeyDeletion":         {errInvalidState, errInvalidState, "", errInvalidState},
+		"CreateGrant":               {"", errDisabled, errInvalidState, errInvalidState},
+		"TagResource":               {"", "", errInvalidState, ""},
+	}
+	p0 := ts.params(t, ts.createExternalKey(t), alg, types.WrappingKeySpecRsa2048)
+	for col, state := range states {
+		for op, row := range guide {
+			id := ts.createExternalKey(t)
+			k := aws.String(id)
+			material := newMaterial()
+			p := ts.params(t, id, alg, types.WrappingKeySpecRsa2048)
+			enc := wrapMaterial(t, p, alg, material)
+			if state != "PendingImport" {
+				ts.importMaterial(t, id, p, enc)
+			}
+			var err error
+			switch state {
+			case "Disabled":
+				_, err = c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: k})
+			case "PendingDeletion":
+				_, err = c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: k, PendingWindowInDays: aws.Int32(7)})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var call error
+			switch op {
+			case "GetParametersForImport":
+				_, call = c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: k, WrappingAlgorithm: alg, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+			case "ImportKeyMaterial":
+				_, call = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: k, ImportToken: p.ImportToken, EncryptedKeyMaterial: enc,
+					ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+			case "DeleteImportedKeyMaterial":
+				_, call = c.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: k})
+			case "Encrypt":
+				_, call = c.Encrypt(ctx, &kms.EncryptInput{KeyId: k, Plaintext: []byte("x")})
+			case "EnableKey":
+				_, call = c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: k})
+			case "DisableKey":
+				_, call = c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: k})
+			case "EnableKeyRotation":
+				_, call = c.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: k})
+			case "GetKeyRotationStatus":
+				_, call = c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: k})
+			case "ListKeyRotations":
+				_, call = c.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: k})
+			case "ScheduleKeyDeletion":
+				_, call = c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: k})
+			case "CancelKeyDeletion":
+				_, call = c.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: k})
+			case "CreateGrant":
+				_, call = c.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: k, GranteePrincipal: aws.String("arn:aws:iam::111122223333:root"),
+					Operations: []types.GrantOperation{types.GrantOperationEncrypt}})
+			case "TagResource":
+				_, call = c.TagResource(ctx, &kms.TagResourceInput{KeyId: k, Tags: []types.Tag{{TagKey: aws.String("a"), TagValue: aws.String("b")}}})
+			default:
+				t.Fatalf("no call for %s", op)
+			}
+			want := row[col]
+			if want == "" {
+				if call != nil {
+					t.Errorf("%s on %s EXTERNAL key: %v, want success", op, state, call)
+				}
+				continue
+			}
+			if call == nil {
+				t.Errorf("%s on %s EXTERNAL key succeeded, want %s", op, state, want)
+				continue
+			}
+			t.Run(op+"/"+state, func(t *testing.T) { wantAPIError(t, call, want) })
+		}
+	}
+	// [9] on a key with KMS-made material, in every state it can reach.
+	for _, state := range []string{"Enabled", "Disabled", "PendingDeletion"} {
+		id := ts.createKey(t)
+		k := aws.String(id)
+		switch state {
+		case "Disabled":
+			c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: k})
+		case "PendingDeletion":
+			c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: k})
+		}
+		_, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: k, WrappingAlgorithm: alg, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+		wantAPIError(t, err, errUnsupported)
+		_, err = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: k, ImportToken: p0.ImportToken, EncryptedKeyMaterial: []byte("x"),
+			ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		wantAPIError(t, err, errUnsupported)
+		_, err = c.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: k})
+		wantAPIError(t, err, errUnsupported)
+	}
 }

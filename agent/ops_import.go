@@ -164,26 +164,43 @@ func opGetParametersForImport(s *Server, r *request) (any, error) {
 	if err := s.applyKeyChange(r, k, &cluster.PutImportParams{KeyID: k.ID, Params: p, Now: now.UnixNano()}); err != nil {
 		return nil, err
 	}
-	return &getParametersForImportResponse{KeyId: k.Arn, ImportToken: encodeImportToken(tid, validTo, k.ID),
+	return &getParametersForImportResponse{KeyId: k.Arn, ImportToken: encodeImportToken(tid, validTo, s.node.AppliedIndex(), k.ID),
 		PublicKey: pub, ParametersValidTo: epoch(validTo)}, nil
 }
 
 // The import token: version (1) | token id (16, random) | valid-to (8,
-// unix nanos, big-endian) | key id. It is not secret and needs no MAC: it
-// only names parameters that the replicated state holds for that key.
-func encodeImportToken(tid [tokenIDLen]byte, validTo int64, keyID string) []byte {
-	b := make([]byte, 0, 1+tokenIDLen+8+len(keyID))
+// unix nanos, big-endian) | raft index (8, big-endian) | key id. It is not
+// secret and needs no MAC: it only names parameters that the replicated
+// state holds for that key. The index is where they were applied, so a
+// node that has not applied it yet waits for it instead of refusing a
+// token another node has just issued.
+func encodeImportToken(tid [tokenIDLen]byte, validTo int64, index uint64, keyID string) []byte {
+	b := make([]byte, 0, importTokenMin+len(keyID))
 	b = append(b, importTokenVersion)
 	b = append(b, tid[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(validTo))
+	b = binary.BigEndian.AppendUint64(b, index)
 	return append(b, keyID...)
 }
 
-func parseImportToken(b []byte) (tokenID string, validTo int64, keyID string, ok bool) {
-	if len(b) < 1+tokenIDLen+8+1 || b[0] != importTokenVersion {
-		return "", 0, "", false
+const importTokenMin = 1 + tokenIDLen + 8 + 8
+
+func parseImportToken(b []byte) (tok importToken, ok bool) {
+	if len(b) < importTokenMin+1 || b[0] != importTokenVersion {
+		return tok, false
 	}
-	return hex.EncodeToString(b[1 : 1+tokenIDLen]), int64(binary.BigEndian.Uint64(b[1+tokenIDLen:])), string(b[1+tokenIDLen+8:]), true
+	tok.id = hex.EncodeToString(b[1 : 1+tokenIDLen])
+	tok.validTo = int64(binary.BigEndian.Uint64(b[1+tokenIDLen:]))
+	tok.index = binary.BigEndian.Uint64(b[1+tokenIDLen+8:])
+	tok.keyID = string(b[importTokenMin:])
+	return tok, true
+}
+
+type importToken struct {
+	id      string
+	validTo int64
+	index   uint64
+	keyID   string
 }
 
 func opImportKeyMaterial(s *Server, r *request) (any, error) {
@@ -243,6 +260,13 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 			return nil, apiErr(errValidation, "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL.")
 		}
 	}
+	tok, tokOK := parseImportToken(in.ImportToken)
+	if tokOK && tok.index > s.node.AppliedIndex() {
+		// Issued by a node ahead of this one: wait (briefly) to catch up.
+		wctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		_ = s.node.WaitApplied(wctx, tok.index)
+		cancel()
+	}
 	k, err := s.importKey(r, in.KeyId, conds)
 	if err != nil {
 		return nil, err
@@ -258,18 +282,17 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 		return nil, apiErr(errValidation, "No key material has been imported into %s yet; use ImportType NEW_KEY_MATERIAL.", k.Arn)
 	}
 
-	tokenID, tokenValidTo, tokenKey, ok := parseImportToken(in.ImportToken)
-	if !ok || tokenKey != k.ID {
+	if !tokOK || tok.keyID != k.ID {
 		return nil, errNoImportToken
 	}
 	var params *cluster.ImportParams
 	for i := range im.Params {
-		if im.Params[i].TokenID == tokenID {
+		if im.Params[i].TokenID == tok.id {
 			params = &im.Params[i]
 		}
 	}
 	switch {
-	case params == nil && tokenValidTo <= now.UnixNano():
+	case params == nil && tok.validTo <= now.UnixNano():
 		return nil, errImportTokenExpiry // its parameters were already pruned
 	case params == nil:
 		return nil, errNoImportToken
@@ -293,7 +316,7 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	if in.KeyMaterialDescription != nil {
 		desc = *in.KeyMaterialDescription
 	}
-	err = s.applyKeyChange(r, k, &cluster.ImportMaterial{KeyID: k.ID, TokenID: tokenID, Wrapped: wrapped, MaterialID: mid,
+	err = s.applyKeyChange(r, k, &cluster.ImportMaterial{KeyID: k.ID, TokenID: tok.id, Wrapped: wrapped, MaterialID: mid,
 		ExpirationModel: model, ValidTo: validTo, Description: desc, Now: now.UnixNano()})
 	switch {
 	case errors.Is(err, cluster.ErrImportToken):
