@@ -700,3 +700,44 @@ func TestImportKeyStateTable(t *testing.T) {
 		wantAPIError(t, err, errUnsupported)
 	}
 }
+
+// TestImportPolicyConditions: the guide's condition keys of import,
+// kms:WrappingAlgorithm, kms:ExpirationModel and kms:ValidTo, in a key
+// policy.
+func TestImportPolicyConditions(t *testing.T) {
+	ts, clk := newTestServerClock(t)
+	ctx := context.Background()
+	alice := ts.principal(t, testAlice, "")
+	limit := clk.Now().Add(30 * 24 * time.Hour).Unix()
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[
+	  {"Effect":"Allow","Principal":{"AWS":%q},"Action":"kms:*","Resource":"*"},
+	  {"Effect":"Allow","Principal":{"AWS":%q},"Action":"kms:GetParametersForImport","Resource":"*",
+	   "Condition":{"StringNotEquals":{"kms:WrappingAlgorithm":"RSAES_OAEP_SHA_1"}}},
+	  {"Effect":"Allow","Principal":{"AWS":%q},"Action":"kms:ImportKeyMaterial","Resource":"*",
+	   "Condition":{"StringEquals":{"kms:ExpirationModel":"KEY_MATERIAL_EXPIRES"},"NumericLessThanEquals":{"kms:ValidTo":"%d"}}}]}`,
+		testRoot, testAlice, testAlice, limit)
+	ck, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{Policy: aws.String(policy), Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ck.KeyMetadata.KeyId
+	_, err = alice.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: id,
+		WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha1, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+	wantAPIError(t, err, "AccessDeniedException")
+	alg := types.AlgorithmSpecRsaesOaepSha256
+	p, err := alice.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: id, WrappingAlgorithm: alg, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	material := newMaterial()
+	imp := func(model types.ExpirationModelType, validTo *time.Time) error {
+		_, err := alice.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: id, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: wrapMaterial(t, p, alg, material), ExpirationModel: model, ValidTo: validTo})
+		return err
+	}
+	wantAPIError(t, imp(types.ExpirationModelTypeKeyMaterialDoesNotExpire, nil), "AccessDeniedException")
+	wantAPIError(t, imp(types.ExpirationModelTypeKeyMaterialExpires, aws.Time(clk.Now().Add(31*24*time.Hour))), "AccessDeniedException")
+	if err := imp(types.ExpirationModelTypeKeyMaterialExpires, aws.Time(clk.Now().Add(29*24*time.Hour))); err != nil {
+		t.Fatalf("import within the policy: %v", err)
+	}
+}
