@@ -264,7 +264,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *RotateKey:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if k.State != StateEnabled {
+			if k.State != StateEnabled || len(k.Materials) == 0 { // no material: EXTERNAL, not imported
 				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
 			}
 			if len(c.Material.Wrapped) == 0 {
