@@ -49,7 +49,7 @@ fuzz:
 	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot \
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
-	  ./agent/policy:FuzzParse; do \
+	  ./agent/policy:FuzzParse ./agent:FuzzImportToken ./hsmpool:FuzzOAEPDecode; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \
