@@ -21,9 +21,9 @@ var importAlgs = []hsmpool.ImportAlgorithm{hsmpool.ImportOAEPSHA1, hsmpool.Impor
 // material (Go's AES-GCM opens the HSM's output).
 func TestImportKeyMaterial(t *testing.T) {
 	p := hsmtest.NewPool(t)
-	ctx := testCtx(t)
 	for _, bits := range []int{2048, 4096} {
-		pub, priv, err := p.GenerateImportKey(ctx, bits)
+		// A context per step: RSA-4096 key generation is slow on a busy machine.
+		pub, priv, err := p.GenerateImportKey(testCtx(t), bits)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,6 +32,7 @@ func TestImportKeyMaterial(t *testing.T) {
 		}
 		for _, alg := range importAlgs {
 			t.Run(fmt.Sprintf("%d/%d", bits, alg), func(t *testing.T) {
+				ctx := testCtx(t)
 				material := make([]byte, 32)
 				rand.Read(material)
 				enc, err := hsmtest.WrapForImport(pub, alg, material)
@@ -74,6 +75,7 @@ func TestImportKeyMaterial(t *testing.T) {
 		}
 	}
 	// Material wrapped for another import key does not unwrap.
+	ctx := testCtx(t)
 	pubA, _, _ := p.GenerateImportKey(ctx, 2048)
 	_, privB, _ := p.GenerateImportKey(ctx, 2048)
 	enc, _ := hsmtest.WrapForImport(pubA, hsmpool.ImportOAEPSHA256, make([]byte, 32))
