@@ -568,6 +568,7 @@ func TestImportAcrossHSMs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitEnabled(t, n1, id)
 	if out, err := n1.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(out.Plaintext) != "two HSMs" {
 		t.Fatalf("Decrypt on the other node: %v", err)
 	}
@@ -575,17 +576,23 @@ func TestImportAcrossHSMs(t *testing.T) {
 	id2 := n2.createExternalKey(t)
 	p2 := n2.params(t, id2, alg, types.WrappingKeySpecRsa2048)
 	n1.importMaterial(t, id2, p2, wrapMaterial(t, p2, alg, material))
-	// n2 applies n1's write shortly after (eventual consistency, as in AWS).
+	waitEnabled(t, n2, id2)
+	if _, err := n2.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id2), Plaintext: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitEnabled waits until ts has applied another node's write that
+// enabled key id (eventual consistency between nodes, as in AWS).
+func waitEnabled(t *testing.T, ts *testServer, id string) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if k, _ := n2.node.Key(id2); k != nil && k.State == cluster.StateEnabled {
-			break
+		if k, _ := ts.node.Key(id); k != nil && k.State == cluster.StateEnabled {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the import never reached the other node")
 		}
-	}
-	if _, err := n2.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id2), Plaintext: []byte("x")}); err != nil {
-		t.Fatal(err)
 	}
 }
 
