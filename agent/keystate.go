@@ -15,6 +15,8 @@ const (
 	r5                   // [5] KMSInvalidStateException: <arn> is pending import.
 	r6                   // [6] UnsupportedOperationException: origin is EXTERNAL.
 	r7                   // [7] UnsupportedOperationException: imported material or custom key store.
+	r8                   // [8] KMSInvalidStateException: a key with imported material is pending deletion.
+	r9                   // [9] UnsupportedOperationException: the key does not or cannot have imported material.
 	r11                  // [11] KMSInvalidStateException: <arn> is unavailable.
 	r14                  // [14] KMSInvalidStateException: <arn> is creating.
 	r15                  // [15] KMSInvalidStateException: <arn> is updating.
@@ -104,6 +106,10 @@ var keyStateTable = map[string][numCols]stateRule{
 	"CancelKeyDeletion":                   {r4, r4, ok_, r4, r4, r4, r4},
 	"ReplicateKey":                        {ok_, r1, r3, r5, rNA, r14, r15},
 	"UpdatePrimaryRegion":                 {ok_, r1, r3, r5, rNA, r14, ok_},
+	// [9] for keys that are not EXTERNAL is checked before the table.
+	"GetParametersForImport":    {ok_, ok_, r8, ok_, r9, r14, r15},
+	"ImportKeyMaterial":         {ok_, ok_, r8, ok_, r9, r14, ok_},
+	"DeleteImportedKeyMaterial": {ok_, ok_, ok_, ok_, rNA, r14, r15},
 }
 
 // checkKeyState returns the AWS error for running op on k in its current
@@ -139,6 +145,10 @@ func stateError(r stateRule, k *cluster.Key) error {
 		return apiErr(errUnsupported, "%s origin is EXTERNAL which is not valid for this operation.", arn)
 	case r7:
 		return apiErr(errUnsupported, "%s has imported key material or is in a custom key store; this operation is not valid for it.", arn)
+	case r8:
+		return apiErr(errInvalidState, "%s is pending deletion.", arn)
+	case r9:
+		return apiErr(errUnsupported, "%s does not have imported key material and cannot have it: its origin is %s, not EXTERNAL.", arn, k.Origin)
 	case r11:
 		return apiErr(errInvalidState, "%s is unavailable.", arn)
 	case r14:

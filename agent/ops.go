@@ -48,6 +48,9 @@ var operations = map[string]opFunc{
 	"DeleteCustomKeyStore":            opDeleteCustomKeyStore,
 	"ReplicateKey":                    opReplicateKey,
 	"UpdatePrimaryRegion":             opUpdatePrimaryRegion,
+	"GetParametersForImport":          opGetParametersForImport,
+	"ImportKeyMaterial":               opImportKeyMaterial,
+	"DeleteImportedKeyMaterial":       opDeleteImportedKeyMaterial,
 }
 
 // allOperations is the AWS KMS API (botocore kms 2014-11-01, 54 operations).

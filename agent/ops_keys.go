@@ -70,8 +70,15 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	if err := checkSpecUsage(spec, usage); err != nil {
 		return nil, err
 	}
-	if origin == "EXTERNAL" {
-		return nil, apiErr(errUnsupported, "Origin %s is not supported by this kmsd yet.", origin)
+	if origin == cluster.OriginExternal {
+		switch {
+		case spec != specSymmetricDefault:
+			return nil, apiErr(errUnsupported, "kmsd imports key material for SYMMETRIC_DEFAULT keys only; %s with Origin EXTERNAL is not supported yet.", spec)
+		case in.CustomKeyStoreId != nil || in.XksKeyId != nil:
+			return nil, apiErr(errUnsupported, "Origin EXTERNAL keys cannot be in a custom key store.")
+		case in.MultiRegion:
+			return nil, apiErr(errUnsupported, "Multi-Region keys with imported key material are not supported by kmsd yet.")
+		}
 	}
 	desc := ""
 	if in.Description != nil {
@@ -104,7 +111,7 @@ func opCreateKey(s *Server, r *request) (any, error) {
 		policy = *in.Policy
 	}
 	var plan *storeKeyPlan // a key in a custom key store (keystore_crypto.go)
-	if in.CustomKeyStoreId != nil || in.XksKeyId != nil || origin != originAWSKMS {
+	if in.CustomKeyStoreId != nil || in.XksKeyId != nil || (origin != originAWSKMS && origin != cluster.OriginExternal) {
 		var err error
 		if plan, err = s.planStoreKey(r, origin, in.CustomKeyStoreId, in.XksKeyId); err != nil {
 			return nil, err
@@ -112,16 +119,19 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	}
 
 	now := s.cfg.Now().UnixNano()
-	material, err := s.newMaterial(r.ctx, id, spec, usage, now)
-	if err != nil {
-		return nil, err
-	}
 	k := &cluster.Key{
 		ID: id, Arn: s.keyArn(id), AccountID: s.cfg.AccountID, Created: now,
 		Description: desc, KeySpec: spec, KeyUsage: usage, Origin: origin, KeyManager: "CUSTOMER",
-		State:     cluster.StateEnabled,
-		Materials: []cluster.Material{material},
-		Tags:      tags, Policy: policy,
+		State: cluster.StateEnabled, Tags: tags, Policy: policy,
+	}
+	if origin == cluster.OriginExternal { // material comes with ImportKeyMaterial
+		k.State, k.Import = cluster.StatePendingImport, &cluster.KeyImport{}
+	} else {
+		material, err := s.newMaterial(r.ctx, id, spec, usage, now)
+		if err != nil {
+			return nil, err
+		}
+		k.Materials = []cluster.Material{material}
 	}
 	if in.MultiRegion {
 		k.MultiRegion = true
@@ -157,6 +167,7 @@ func (s *Server) metadata(k *cluster.Key) keyMetadata {
 		md.CurrentKeyMaterialId = materialID(m)
 	}
 	s.storeMetadata(k, &md)
+	importMetadata(&md, k)
 	if k.State == cluster.StatePendingDeletion {
 		d, w := epoch(k.DeletionDate), k.PendingDays
 		md.DeletionDate, md.PendingDeletionWindowInDays = &d, &w

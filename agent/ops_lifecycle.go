@@ -238,6 +238,9 @@ func (s *Server) Tick(ctx context.Context) error {
 	now := s.cfg.Now().UnixNano()
 	var errs []error
 	for _, k := range s.node.Keys() {
+		if err := s.importTick(ctx, k, now); err != nil {
+			errs = append(errs, err)
+		}
 		switch {
 		case k.State == cluster.StatePendingDeletion && k.DeletionDate <= now:
 			_, err := s.apply(ctx, &cluster.DeleteKey{KeyID: k.ID, Now: now})

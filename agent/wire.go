@@ -43,6 +43,8 @@ type keyMetadata struct {
 	DeletionDate                *epoch   `json:"DeletionDate,omitempty"`
 	PendingDeletionWindowInDays *int32   `json:"PendingDeletionWindowInDays,omitempty"`
 	Origin                      string   `json:"Origin"`
+	ExpirationModel             string   `json:"ExpirationModel,omitempty"`
+	ValidTo                     *epoch   `json:"ValidTo,omitempty"`
 	KeyManager                  string   `json:"KeyManager"`
 	CustomerMasterKeySpec       string   `json:"CustomerMasterKeySpec"`
 	KeySpec                     string   `json:"KeySpec"`

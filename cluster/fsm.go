@@ -59,7 +59,7 @@ func changedKey(c Command) string {
 	case *RotateKey:
 		return c.KeyID
 	}
-	return ""
+	return importChangedKey(c)
 }
 
 // apply runs one command under the write lock and returns its response
@@ -179,6 +179,9 @@ func (s *state) apply(c Command) any {
 				return fmt.Errorf("%w: %s is not pending deletion", ErrInvalidState, k.Arn)
 			}
 			k.State, k.DeletionDate, k.PendingDays = StateDisabled, 0, 0
+			if k.Origin == OriginExternal && len(k.Materials) == 0 {
+				k.State = StatePendingImport // imported material deleted or never imported
+			}
 			return nil
 		})
 	case *DeleteKey:
@@ -261,7 +264,7 @@ func (s *state) apply(c Command) any {
 		})
 	case *RotateKey:
 		return s.updateKey(c.KeyID, func(k *Key) error {
-			if !k.usable() {
+			if !k.usable() || len(k.Materials) == 0 { // no material: EXTERNAL, not imported
 				return fmt.Errorf("%w: %s is %s", ErrInvalidState, k.Arn, k.State)
 			}
 			if len(c.Material.Wrapped) == 0 {
@@ -297,6 +300,9 @@ func (s *state) apply(c Command) any {
 		return resp
 	}
 	if resp, ok := s.applyMultiRegion(c); ok {
+		return resp
+	}
+	if resp, ok := s.applyImport(c); ok {
 		return resp
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, c)

@@ -106,6 +106,9 @@ type Key struct {
 	// after a transient one (Updating).
 	MR        *MultiRegion
 	PrevState string
+	// Import is the imported-material state of an EXTERNAL key (import.go);
+	// nil for other keys. Immutable: commands replace it.
+	Import *KeyImport
 }
 
 // CurrentMaterial returns the material new ciphertexts use.

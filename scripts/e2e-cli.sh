@@ -202,6 +202,43 @@ if out=$(kms generate-data-key-pair --key-id "$key" --key-pair-spec ECC_NIST_P25
   [ "$dec" = "$(base64 -w0 <"$work/dkp.der")" ] && openssl pkey -inform DER -in "$work/dkp.der" -noout 2>/dev/null \
     && ok "generate-data-key-pair" || bad "generate-data-key-pair"
 else bad "generate-data-key-pair" "$out"; fi
+# Imported key material (issue #11), wrapped with OpenSSL as the guide shows.
+ext=$(kms create-key --origin EXTERNAL --description imported 2>&1 | field "['KeyMetadata']['KeyId']")
+[ "$(kms describe-key --key-id "$ext" | field "['KeyMetadata']['KeyState']")" = PendingImport ] \
+  && ok "create-key --origin EXTERNAL -> PendingImport" || bad "create-key --origin EXTERNAL"
+params() { # params ALGORITHM SPEC: the wrapping public key and import token into $work
+  local out
+  out=$(kms get-parameters-for-import --key-id "$ext" --wrapping-algorithm "$1" --wrapping-key-spec "$2" 2>&1) || { bad "get-parameters-for-import $1" "$out"; return; }
+  field "['PublicKey']" <<<"$out" | base64 -d >"$work/WrappingPublicKey.bin"
+  field "['ImportToken']" <<<"$out" | base64 -d >"$work/ImportToken.bin"
+}
+oaep() { openssl pkeyutl -encrypt -in "$1" -out "$2" -inkey "$work/WrappingPublicKey.bin" -keyform DER -pubin \
+  -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256; }
+import() { kms import-key-material --key-id "$ext" --encrypted-key-material "fileb://$work/EncryptedKeyMaterial.bin" \
+  --import-token "fileb://$work/ImportToken.bin" --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE; }
+params RSA_AES_KEY_WRAP_SHA_256 RSA_4096 && ok "get-parameters-for-import"
+openssl rand -out "$work/PlaintextKeyMaterial.bin" 32
+openssl rand -out "$work/aes-key.bin" 32
+openssl enc -id-aes256-wrap-pad -K "$(xxd -p <"$work/aes-key.bin" | tr -d '\n')" -iv A65959A6 \
+  -in "$work/PlaintextKeyMaterial.bin" -out "$work/key-material-wrapped.bin"
+oaep "$work/aes-key.bin" "$work/aes-key-wrapped.bin"
+cat "$work/aes-key-wrapped.bin" "$work/key-material-wrapped.bin" >"$work/EncryptedKeyMaterial.bin"
+out=$(import 2>&1) && [ "$(kms describe-key --key-id "$ext" | field "['KeyMetadata']['KeyState']")" = Enabled ] \
+  && ok "import-key-material (OpenSSL, RSA_AES_KEY_WRAP_SHA_256)" || bad "import-key-material" "$out"
+kms encrypt --key-id "$ext" --plaintext "fileb://$work/pt" | field "['CiphertextBlob']" | base64 -d >"$work/ct.ext"
+out=$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" 2>&1) && [ "$(field "['Plaintext']" <<<"$out" | base64 -d)" = "hello, kmsd" ] \
+  && ok "encrypt/decrypt with imported material" || bad "decrypt with imported material" "$out"
+params RSAES_OAEP_SHA_256 RSA_2048
+openssl rand -out "$work/other.bin" 32 && oaep "$work/other.bin" "$work/EncryptedKeyMaterial.bin"
+out=$(import 2>&1) && bad "different material re-imported" \
+  || { grep -q IncorrectKeyMaterialException <<<"$out" && ok "different material -> IncorrectKeyMaterialException" || bad "re-import" "$out"; }
+out=$(kms delete-imported-key-material --key-id "$ext" 2>&1) && [ "$(kms describe-key --key-id "$ext" | field "['KeyMetadata']['KeyState']")" = PendingImport ] \
+  && ok "delete-imported-key-material" || bad "delete-imported-key-material" "$out"
+out=$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" 2>&1) && bad "decrypt without material" \
+  || { grep -q KMSInvalidStateException <<<"$out" && ok "no material -> KMSInvalidStateException" || bad "decrypt without material" "$out"; }
+oaep "$work/PlaintextKeyMaterial.bin" "$work/EncryptedKeyMaterial.bin"
+out=$(import 2>&1) && [ "$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" | field "['Plaintext']" | base64 -d)" = "hello, kmsd" ] \
+  && ok "re-import (OpenSSL, RSAES_OAEP_SHA_256): old ciphertext decrypts" || bad "re-import same material" "$out"
 
 # The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
 if [ -d test/interop/js/node_modules ]; then
@@ -217,6 +254,8 @@ start
 out=$(kms decrypt --ciphertext-blob "fileb://$work/ct" --encryption-context app=e2e 2>&1) \
   && [ "$(field "['Plaintext']" <<<"$out" | base64 -d)" = "hello, kmsd" ] && ok "decrypt after restart" || bad "decrypt after restart" "$out"
 out=$(kms describe-key --key-id alias/e2e 2>&1) && ok "alias after restart" || bad "alias after restart" "$out"
+out=$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" 2>&1) && [ "$(field "['Plaintext']" <<<"$out" | base64 -d)" = "hello, kmsd" ] \
+  && ok "imported material after restart" || bad "imported material after restart" "$out"
 stop
 
 echo "e2e-cli: $pass passed, $fail failed"

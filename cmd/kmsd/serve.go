@@ -64,12 +64,12 @@ type serveConfig struct {
 	auditFiles   int
 	auditOff     bool
 	// Custom key stores (xksproxy.go customStoreConfig).
-	xksCAFile  string
-	xksTimeout time.Duration
-	hsmStores  hsmStoreFlag
-	xksShared  bool
-	peerRegions  regionMap // peers.go
-	peerCreds    regionMap
+	xksCAFile   string
+	xksTimeout  time.Duration
+	hsmStores   hsmStoreFlag
+	xksShared   bool
+	peerRegions regionMap // peers.go
+	peerCreds   regionMap
 }
 
 func newServeFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {

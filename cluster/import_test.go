@@ -1,0 +1,111 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+)
+
+func externalKey(id string) *Key {
+	return &Key{ID: id, Arn: "arn:aws:kms:us-east-1:111122223333:key/" + id, State: StatePendingImport,
+		KeySpec: "SYMMETRIC_DEFAULT", Origin: OriginExternal}
+}
+
+func TestImportCommands(t *testing.T) {
+	n := newTestNode(t, t.TempDir())
+	ctx := context.Background()
+	mustApply(t, n, &CreateKey{Key: externalKey("e")})
+	mustApply(t, n, &CreateKey{Key: testKey("a")})
+	key := func() *Key { k, _ := n.Key("e"); return k }
+	params := func(tok string, validTo int64) *PutImportParams {
+		return &PutImportParams{KeyID: "e", Now: 10, Params: ImportParams{TokenID: tok, WrappingAlgorithm: "RSAES_OAEP_SHA_256",
+			WrappingKeySpec: "RSA_2048", WrappedPrivateKey: []byte("wrapped-priv"), ValidTo: validTo}}
+	}
+	imp := func(tok, id string, now int64) *ImportMaterial {
+		return &ImportMaterial{KeyID: "e", TokenID: tok, Wrapped: []byte("wrapped-" + id), MaterialID: id,
+			ExpirationModel: ExpirationExpires, ValidTo: 500, Now: now}
+	}
+	if _, err := n.Apply(ctx, &PutImportParams{KeyID: "a", Now: 10, Params: params("t0", 100).Params}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("import parameters for an AWS_KMS key: %v", err)
+	}
+	mustApply(t, n, params("t1", 100))
+	if _, err := n.Apply(ctx, imp("nope", "m1", 20)); !errors.Is(err, ErrImportToken) {
+		t.Fatalf("unknown token: %v", err)
+	}
+	if _, err := n.Apply(ctx, imp("t1", "m1", 100)); !errors.Is(err, ErrImportTokenExpired) {
+		t.Fatalf("expired token: %v", err)
+	}
+	mustApply(t, n, imp("t1", "m1", 20))
+	if k := key(); k.State != StateEnabled || len(k.Materials) != 1 || k.Import.ValidTo != 500 {
+		t.Fatalf("after import: %+v", k)
+	}
+	if _, err := n.Apply(ctx, imp("t1", "m2", 30)); !errors.Is(err, ErrIncorrectMaterial) {
+		t.Fatalf("different material: %v", err)
+	}
+	// Expiry: not before ValidTo, not for another ValidTo, once.
+	if _, err := n.Apply(ctx, &DeleteImportedMaterial{KeyID: "e", Expire: true, ExpectValidTo: 500, Now: 499}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("expiry before due: %v", err)
+	}
+	if _, err := n.Apply(ctx, &DeleteImportedMaterial{KeyID: "e", Expire: true, ExpectValidTo: 400, Now: 600}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("expiry of a stale ValidTo: %v", err)
+	}
+	mustApply(t, n, &DeleteImportedMaterial{KeyID: "e", Expire: true, ExpectValidTo: 500, Now: 500})
+	if k := key(); k.State != StatePendingImport || len(k.Materials) != 0 || k.Import.MaterialID != "m1" {
+		t.Fatalf("after expiry: %+v", k)
+	}
+	if _, err := n.Apply(ctx, &DeleteImportedMaterial{KeyID: "e", Expire: true, ExpectValidTo: 500, Now: 500}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("second expiry: %v", err)
+	}
+	// Only the same material comes back; a key pending deletion takes none
+	// and returns to PendingImport when its deletion is cancelled.
+	if _, err := n.Apply(ctx, imp("t1", "m2", 30)); !errors.Is(err, ErrIncorrectMaterial) {
+		t.Fatalf("different material after expiry: %v", err)
+	}
+	mustApply(t, n, imp("t1", "m1", 30))
+	mustApply(t, n, &ScheduleDeletion{KeyID: "e", DeletionDate: 1000, PendingDays: 7})
+	if _, err := n.Apply(ctx, params("t2", 100)); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("parameters while pending deletion: %v", err)
+	}
+	mustApply(t, n, &DeleteImportedMaterial{KeyID: "e", Now: 40})
+	if k := key(); k.State != StatePendingDeletion || len(k.Materials) != 0 {
+		t.Fatalf("delete material while pending deletion: %+v", k)
+	}
+	mustApply(t, n, &CancelDeletion{KeyID: "e"})
+	if k := key(); k.State != StatePendingImport {
+		t.Fatalf("cancelled deletion of a key without material: %s", k.State)
+	}
+	// Parameters: expired ones are pruned, at most MaxImportParams kept.
+	for i := 0; i < MaxImportParams+3; i++ {
+		mustApply(t, n, params(string(rune('A'+i)), 1000))
+	}
+	if got := len(key().Import.Params); got != MaxImportParams {
+		t.Fatalf("%d parameter sets kept", got)
+	}
+	mustApply(t, n, &PruneImportParams{KeyID: "e", Now: 1000})
+	if got := len(key().Import.Params); got != 0 {
+		t.Fatalf("%d parameter sets after prune", got)
+	}
+	// Snapshot round trip keeps the import state.
+	var buf bytes.Buffer
+	if err := n.SaveSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	m := newTestNode(t, t.TempDir())
+	if err := m.RestoreSnapshot(ctx, buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := m.Key("e"); !ok || k.Import == nil || k.Import.MaterialID != "m1" || k.State != StatePendingImport {
+		t.Fatalf("restored: %+v", k)
+	}
+	// Commands round-trip through the codec.
+	for _, c := range []Command{params("t", 1), imp("t", "m", 1), &DeleteImportedMaterial{KeyID: "e", Expire: true}, &PruneImportParams{KeyID: "e"}} {
+		b, err := EncodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeCommand(b); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+}
