@@ -20,11 +20,11 @@ func TestClusterAsymmetricOwnHSM(t *testing.T) {
 	lib, label, pin := hsmtest.NewToken(t)
 	dir1 := t.TempDir()
 	n1 := startNode(t, dir1, tokenRef{lib, label, pin}, Config{},
-		cluster.Config{NodeID: "a", DataDir: dir1, BindAddr: "127.0.0.1:0", Bootstrap: true, HeartbeatTimeout: 300 * time.Millisecond}, nil)
+		cluster.Config{NodeID: "a", DataDir: dir1, BindAddr: "127.0.0.1:0", Bootstrap: true, HeartbeatTimeout: time.Second}, nil)
 	lib2, label2, pin2 := hsmtest.NewToken(t)
 	dir2 := t.TempDir()
 	n2 := startNode(t, dir2, tokenRef{lib2, label2, pin2}, Config{},
-		cluster.Config{NodeID: "b", DataDir: dir2, BindAddr: "127.0.0.1:0", HeartbeatTimeout: 300 * time.Millisecond}, n1)
+		cluster.Config{NodeID: "b", DataDir: dir2, BindAddr: "127.0.0.1:0", HeartbeatTimeout: time.Second}, n1)
 	ctx := context.Background()
 	create := func(spec types.KeySpec, usage types.KeyUsageType) *string {
 		out, err := n1.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: spec, KeyUsage: usage})

@@ -28,7 +28,7 @@ func newTestCluster(t *testing.T, n int) []*testServer {
 	for i := range n {
 		dir := t.TempDir()
 		ccfg := cluster.Config{NodeID: fmt.Sprintf("node%d", i+1), DataDir: dir, BindAddr: "127.0.0.1:0",
-			Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+			Bootstrap: i == 0, HeartbeatTimeout: time.Second}
 		var join *testServer
 		if i > 0 {
 			join = nodes[0]
@@ -198,7 +198,7 @@ func TestClusterQuotaSplit(t *testing.T) {
 	var nodes []*testServer
 	for i := range 3 {
 		dir := t.TempDir()
-		ccfg := cluster.Config{NodeID: fmt.Sprintf("q%d", i), DataDir: dir, BindAddr: "127.0.0.1:0", Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+		ccfg := cluster.Config{NodeID: fmt.Sprintf("q%d", i), DataDir: dir, BindAddr: "127.0.0.1:0", Bootstrap: i == 0, HeartbeatTimeout: time.Second}
 		var join *testServer
 		if i > 0 {
 			join = nodes[0]
@@ -259,7 +259,7 @@ func TestClusterJoinWithOwnHSM(t *testing.T) {
 	lib, label, pin := hsmtest.NewToken(t)
 	dir1 := t.TempDir()
 	n1 := startNode(t, dir1, tokenRef{lib, label, pin}, Config{},
-		cluster.Config{NodeID: "a", DataDir: dir1, BindAddr: "127.0.0.1:0", Bootstrap: true, HeartbeatTimeout: 300 * time.Millisecond}, nil)
+		cluster.Config{NodeID: "a", DataDir: dir1, BindAddr: "127.0.0.1:0", Bootstrap: true, HeartbeatTimeout: time.Second}, nil)
 	ctx := context.Background()
 	id := n1.createKey(t)
 	enc, err := n1.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("across HSMs")})
@@ -269,7 +269,7 @@ func TestClusterJoinWithOwnHSM(t *testing.T) {
 	lib2, label2, pin2 := hsmtest.NewToken(t) // another token: another HSM
 	dir2 := t.TempDir()
 	n2 := startNode(t, dir2, tokenRef{lib2, label2, pin2}, Config{},
-		cluster.Config{NodeID: "b", DataDir: dir2, BindAddr: "127.0.0.1:0", HeartbeatTimeout: 300 * time.Millisecond}, n1)
+		cluster.Config{NodeID: "b", DataDir: dir2, BindAddr: "127.0.0.1:0", HeartbeatTimeout: time.Second}, n1)
 	if has, _ := n2.pool.HasDomainKey(ctx); !has {
 		t.Fatal("the joiner's token has no domain key")
 	}
@@ -298,7 +298,7 @@ func TestClusterMinorityRefusesWrites(t *testing.T) {
 		}
 		f := cluster.NewFaultyStreamLayer(sl)
 		faults = append(faults, f)
-		ccfg := cluster.Config{NodeID: fmt.Sprintf("m%d", i), DataDir: dir, Stream: f, Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+		ccfg := cluster.Config{NodeID: fmt.Sprintf("m%d", i), DataDir: dir, Stream: f, Bootstrap: i == 0, HeartbeatTimeout: time.Second}
 		var join *testServer
 		if i > 0 {
 			join = nodes[0]

@@ -720,7 +720,7 @@ func TestCustomKeyStoresInCluster(t *testing.T) {
 	for i := range 2 {
 		dir := t.TempDir()
 		ccfg := cluster.Config{NodeID: fmt.Sprintf("node%d", i+1), DataDir: dir, BindAddr: "127.0.0.1:0",
-			Bootstrap: i == 0, HeartbeatTimeout: 300 * time.Millisecond}
+			Bootstrap: i == 0, HeartbeatTimeout: time.Second}
 		var join *testServer
 		if i > 0 {
 			join = nodes[0]
