@@ -179,6 +179,27 @@ func isNoDomainKey(err error) bool {
 // a short-lived sensitive session object; its plaintext never leaves the
 // HSM. Returns ErrNoDomainKey if EnsureDomainKey has not run on the token.
 func (p *Pool) GenerateWrappedKey(ctx context.Context) ([]byte, error) {
+	return p.generateWrapped(ctx, "key", pkcs11.CKM_AES_KEY_GEN, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, keySize),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+	})
+}
+
+// generateWrapped makes a secret key with mech and the attributes attrs
+// (plus a sensitive, private session object's) in the HSM, wraps it with
+// the domain key, destroys it and returns the wrapped bytes. what names the
+// key in errors.
+func (p *Pool) generateWrapped(ctx context.Context, what string, mech uint, attrs []*pkcs11.Attribute) ([]byte, error) {
+	tmpl := append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		// Extractable only so that C_WrapKey accepts it.
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+	}, attrs...)
 	var out []byte
 	err := p.retry(ctx, func() error {
 		return p.Do(ctx, func(s *Session) error {
@@ -186,20 +207,9 @@ func (p *Pool) GenerateWrappedKey(ctx context.Context) ([]byte, error) {
 			if err != nil {
 				return err
 			}
-			k, err := s.ctx.GenerateKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-				pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-				pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-				pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, keySize),
-				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-				pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-				pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-				// Extractable only so that C_WrapKey accepts it.
-				pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-				pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-				pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-			})
+			k, err := s.ctx.GenerateKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, tmpl)
 			if err != nil {
-				return fmt.Errorf("hsmpool: generate key: %w", err)
+				return fmt.Errorf("hsmpool: generate %s: %w", what, err)
 			}
 			defer func() {
 				if derr := s.ctx.DestroyObject(s.handle, k); derr != nil {
@@ -210,7 +220,7 @@ func (p *Pool) GenerateWrappedKey(ctx context.Context) ([]byte, error) {
 			w, err := s.ctx.WrapKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.wrapMech, nil)}, dk, k)
 			if err != nil {
 				p.forgetDomainKey(err)
-				return fmt.Errorf("hsmpool: wrap key: %w", err)
+				return fmt.Errorf("hsmpool: wrap %s: %w", what, err)
 			}
 			out = w
 			return nil

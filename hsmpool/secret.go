@@ -79,43 +79,12 @@ func (p *Pool) GenerateWrappedSecret(ctx context.Context, n int) ([]byte, error)
 	if n < 16 || n > 128 {
 		return nil, fmt.Errorf("hsmpool: GenerateWrappedSecret: size %d out of range 16..128", n)
 	}
-	var out []byte
-	err := p.retry(ctx, func() error {
-		return p.Do(ctx, func(s *Session) error {
-			dk, err := p.domainKey(s.handle)
-			if err != nil {
-				return err
-			}
-			k, err := s.ctx.GenerateKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, []*pkcs11.Attribute{
-				pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-				pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-				pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, n),
-				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-				pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-				pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-				// Extractable only so that C_WrapKey accepts it.
-				pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-				pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-				pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-			})
-			if err != nil {
-				return fmt.Errorf("hsmpool: generate secret: %w", err)
-			}
-			defer func() {
-				if derr := s.ctx.DestroyObject(s.handle, k); derr != nil {
-					s.reset = true
-				}
-			}()
-			w, err := s.ctx.WrapKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.wrapMech, nil)}, dk, k)
-			if err != nil {
-				p.forgetDomainKey(err)
-				return fmt.Errorf("hsmpool: wrap secret: %w", err)
-			}
-			out = w
-			return nil
-		})
+	return p.generateWrapped(ctx, "secret", pkcs11.CKM_GENERIC_SECRET_KEY_GEN, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, n),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 	})
-	return out, err
 }
 
 // HMAC computes HMAC-SHA-hash of data in the HSM with the secret wrapped
