@@ -193,17 +193,9 @@ func (p *Pool) ImportMaterial(ctx context.Context, transported []byte) ([]byte, 
 			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 		}
-		var mk pkcs11.ObjectHandle
-		var lastErr error
-		for _, mech := range oaepMechanisms() {
-			if mk, err = s.ctx.UnwrapKey(s.handle, mech, priv, transported, tmpl); err == nil {
-				lastErr = nil
-				break
-			}
-			lastErr = err
-		}
-		if lastErr != nil {
-			return fmt.Errorf("%w: unwrap transported material: %v", ErrAuthFailed, lastErr)
+		mk, err := unwrapOAEP(s, priv, transported, tmpl)
+		if err != nil {
+			return fmt.Errorf("%w: unwrap transported material: %v", ErrAuthFailed, err)
 		}
 		defer p.destroyOrReset(s, mk)
 		w, err := s.ctx.WrapKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.wrapMech, nil)}, dk, mk)

@@ -175,17 +175,9 @@ func (p *Pool) ImportDomainKey(ctx context.Context, wrapped []byte, label string
 			pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
 			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
 		)
-		var h pkcs11.ObjectHandle
-		var lastErr error
-		for _, mech := range oaepMechanisms() {
-			if h, err = s.ctx.UnwrapKey(s.handle, mech, priv, wrapped, tmpl); err == nil {
-				lastErr = nil
-				break
-			}
-			lastErr = err
-		}
-		if lastErr != nil {
-			return fmt.Errorf("%w: unwrap domain key: %v", ErrAuthFailed, lastErr)
+		h, err := unwrapOAEP(s, priv, wrapped, tmpl)
+		if err != nil {
+			return fmt.Errorf("%w: unwrap domain key: %v", ErrAuthFailed, err)
 		}
 		for _, o := range objs {
 			s.ctx.DestroyObject(s.handle, o)
@@ -193,6 +185,21 @@ func (p *Pool) ImportDomainKey(ctx context.Context, wrapped []byte, label string
 		p.dk, p.dkSet = h, true
 		return nil
 	})
+}
+
+// unwrapOAEP unwraps blob with the RSA private key priv under RSA-OAEP,
+// SHA-256 first, then SHA-1 (what the sender's token could do), into an
+// object made from tmpl. The error is the last mechanism's.
+func unwrapOAEP(s *Session, priv pkcs11.ObjectHandle, blob []byte, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	var lastErr error
+	for _, mech := range oaepMechanisms() {
+		h, err := s.ctx.UnwrapKey(s.handle, mech, priv, blob, tmpl)
+		if err == nil {
+			return h, nil
+		}
+		lastErr = err
+	}
+	return 0, lastErr
 }
 
 // reverse returns b reversed (CK_ULONG attributes are little-endian here).
