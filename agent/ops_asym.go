@@ -401,17 +401,8 @@ func opGetPublicKey(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.KeyId == nil {
-		return nil, validationRequired("keyId")
-	}
-	if err := checkGrantTokens(in.GrantTokens); err != nil {
-		return nil, err
-	}
-	k, err := s.keyFor(r, *in.KeyId, true)
+	k, err := s.grantableKey(r, in.KeyId, in.GrantTokens)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.authorize(r, authReq{action: r.op, key: k, grantTokens: in.GrantTokens}); err != nil {
 		return nil, err
 	}
 	if err := s.checkKeyState(r.op, k); err != nil {

@@ -228,20 +228,30 @@ func opDescribeKey(s *Server, r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.KeyId == nil {
-		return nil, validationRequired("keyId")
-	}
-	if err := checkGrantTokens(in.GrantTokens); err != nil {
-		return nil, err
-	}
-	k, err := s.keyFor(r, *in.KeyId, true)
+	k, err := s.grantableKey(r, in.KeyId, in.GrantTokens)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(r, authReq{action: r.op, key: k, grantTokens: in.GrantTokens}); err != nil {
+	return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
+}
+
+// grantableKey resolves the KeyId (id, ARN or alias) of an operation that
+// takes GrantTokens, checks them and authorizes the caller for r.op.
+func (s *Server) grantableKey(r *request, id *string, grantTokens []string) (*cluster.Key, error) {
+	if id == nil {
+		return nil, validationRequired("keyId")
+	}
+	if err := checkGrantTokens(grantTokens); err != nil {
 		return nil, err
 	}
-	return &keyMetadataResponse{KeyMetadata: s.metadata(k)}, nil
+	k, err := s.keyFor(r, *id, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, authReq{action: r.op, key: k, grantTokens: grantTokens}); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // pageLimit validates an AWS Limit (1..1000, default 100).
