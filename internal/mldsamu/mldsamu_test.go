@@ -2,8 +2,8 @@ package mldsamu
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/sha3"
+	"fmt"
 	"testing"
 
 	"filippo.io/mldsa"
