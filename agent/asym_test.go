@@ -241,10 +241,17 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 					if err := verifyIndependently(t, e.spec, alg, pub, msg, out.Signature); err != nil {
 						t.Fatalf("%s %s %s: independent verification: %v", e.spec, alg, mt, err)
 					}
-					if mt == "EXTERNAL_MU" {
-						_, err := c.Verify(ctx, &kms.VerifyInput{KeyId: &id, Message: in, MessageType: mt, Signature: out.Signature, SigningAlgorithm: types.SigningAlgorithmSpec(alg)})
-						wantAPIError(t, err, "UnsupportedOperationException")
-						continue
+					if alg == "ML_DSA_SHAKE_256" {
+						// A signature of M verifies as one of μ(M) and
+						// back: the two MessageTypes sign the same μ.
+						otherMT, otherIn := types.MessageType("EXTERNAL_MU"), signMessage(t, alg, "EXTERNAL_MU", msg, pub)
+						if mt == "EXTERNAL_MU" {
+							otherMT, otherIn = "RAW", msg
+						}
+						v, err := c.Verify(ctx, &kms.VerifyInput{KeyId: &id, Message: otherIn, MessageType: otherMT, Signature: out.Signature, SigningAlgorithm: types.SigningAlgorithmSpec(alg)})
+						if err != nil || !v.SignatureValid {
+							t.Fatalf("%s: signed as %s, Verify as %s: %v", e.spec, mt, otherMT, err)
+						}
 					}
 					v, err := c.Verify(ctx, &kms.VerifyInput{KeyId: &id, Message: in, MessageType: mt, Signature: out.Signature, SigningAlgorithm: types.SigningAlgorithmSpec(alg)})
 					if err != nil || !v.SignatureValid {
@@ -355,6 +362,17 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 		// DryRun checks everything but signs nothing.
 		_, err := c.Sign(ctx, &kms.SignInput{KeyId: aws.String(ec), Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256", DryRun: aws.Bool(true)})
 		wantAPIError(t, err, "DryRunOperationException")
+		// Verify of an external μ has Sign's μ rules; a signature of the
+		// wrong length or all zeros is simply not valid.
+		muVerify := func(mu, sig []byte, dry bool) error {
+			_, err := c.Verify(ctx, &kms.VerifyInput{KeyId: aws.String(ml), Message: mu, MessageType: "EXTERNAL_MU", Signature: sig, SigningAlgorithm: "ML_DSA_SHAKE_256", DryRun: aws.Bool(dry)})
+			return err
+		}
+		wantAPIError(t, muVerify(make([]byte, 63), make([]byte, 100), false), "ValidationException")
+		wantAPIError(t, muVerify(make([]byte, 65), make([]byte, 100), false), "ValidationException")
+		wantAPIError(t, muVerify(make([]byte, 64), make([]byte, 100), false), "KMSInvalidSignatureException")
+		wantAPIError(t, muVerify(make([]byte, 64), make([]byte, 2420), false), "KMSInvalidSignatureException")
+		wantAPIError(t, muVerify(make([]byte, 64), make([]byte, 100), true), "DryRunOperationException")
 	})
 
 	t.Run("RSAEncryptDecrypt", func(t *testing.T) {

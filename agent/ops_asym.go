@@ -20,6 +20,7 @@ import (
 
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
+	"github.com/kmsd/kmsd/internal/mldsamu"
 	"github.com/kmsd/kmsd/quota"
 )
 
@@ -327,9 +328,6 @@ func opVerify(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if alg.kind == sigMLDSA && mt == messageExternalMu {
-		return nil, apiErr(errUnsupported, "kmsd cannot verify ML-DSA signatures of an external mu; verify with the public key (GetPublicKey) and the message.")
-	}
 	if in.DryRun {
 		return nil, dryRunOK
 	}
@@ -337,7 +335,18 @@ func opVerify(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !verifySignature(pub, alg, input, in.Signature) {
+	var valid bool
+	if alg.kind == sigMLDSA && mt == messageExternalMu {
+		// filippo.io/mldsa verifies only messages; mldsamu takes μ.
+		if p, ok := pub.(*mldsa.PublicKey); ok {
+			if valid, err = mldsamu.Verify(p.Bytes(), input, in.Signature); err != nil {
+				return nil, fmt.Errorf("agent: verify external mu: %w", err)
+			}
+		}
+	} else {
+		valid = verifySignature(pub, alg, input, in.Signature)
+	}
+	if !valid {
 		return nil, apiErr(errKMSInvalidSignature, "The signature is not valid for this key, message and signing algorithm.")
 	}
 	s.usage.record(k.ID, r)
