@@ -3,9 +3,11 @@ package agent
 import (
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kmsd/kmsd/agent/audit"
+	"github.com/kmsd/kmsd/cluster"
 )
 
 // auditCall writes the audit record of one API call (Config.Audit; nothing
@@ -85,4 +87,26 @@ func claimedAccessKey(ctx *fasthttp.RequestCtx) string {
 		return ""
 	}
 	return id
+}
+
+// auditServiceEvent records an action kmsd took on its own (the leader's
+// timers: DeleteKey at the end of the waiting period, automatic RotateKey,
+// DeleteExpiredKeyMaterial) as CloudTrail records AWS KMS's: an
+// AwsServiceEvent invoked by kms.amazonaws.com.
+func (s *Server) auditServiceEvent(name string, k *cluster.Key) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	s.cfg.Audit.Log(&audit.Event{
+		EventTime:          s.cfg.Now(),
+		EventName:          name,
+		AWSRegion:          s.cfg.Region,
+		SourceIPAddress:    "kms.amazonaws.com",
+		UserAgent:          "kms.amazonaws.com",
+		UserIdentity:       audit.UserIdentity{AccountID: s.cfg.AccountID, InvokedBy: "kms.amazonaws.com"},
+		RequestID:          uuid.NewString(),
+		EventType:          "AwsServiceEvent",
+		RecipientAccountID: s.cfg.AccountID,
+		Resources:          []audit.Resource{{AccountID: s.cfg.AccountID, ARN: k.Arn}},
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -163,5 +164,56 @@ func TestAuditLog(t *testing.T) {
 	}
 	if sig := events[7]; sig["errorCode"] != "InvalidSignatureException" || sig["userIdentity"].(map[string]any)["accessKeyId"] != ts.admin.ID {
 		t.Errorf("bad-signature record: %v", sig)
+	}
+}
+
+// TestAuditServiceEvents: what the leader's timers do on their own (a
+// deletion at the end of the waiting period, an automatic rotation) is
+// recorded as an AwsServiceEvent invoked by kms.amazonaws.com.
+func TestAuditServiceEvents(t *testing.T) {
+	dir := t.TempDir()
+	lg, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit"), OnFull: audit.Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, label, pin := hsmtest.NewToken(t)
+	clk := &fakeClock{now: time.Now()}
+	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{Audit: lg, Now: clk.Now})
+	ctx := context.Background()
+	rot, del := ts.createKey(t), ts.createKey(t)
+	if _, err := ts.client.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &rot, RotationPeriodInDays: aws.Int32(90)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &del, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(91 * 24 * time.Hour)
+	if err := ts.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts.stop()
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev["eventType"] != "AwsServiceEvent" {
+			continue
+		}
+		if id := ev["userIdentity"].(map[string]any); id["invokedBy"] != "kms.amazonaws.com" || id["accountId"] != "111122223333" {
+			t.Errorf("service event identity %v", id)
+		}
+		found[ev["eventName"].(string)] = ev["resources"].([]any)[0].(map[string]any)["ARN"].(string)
+	}
+	if !strings.HasSuffix(found["RotateKey"], rot) || !strings.HasSuffix(found["DeleteKey"], del) {
+		t.Fatalf("service events: %v", found)
 	}
 }

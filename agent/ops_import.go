@@ -387,6 +387,7 @@ func (s *Server) importTick(ctx context.Context, k *cluster.Key, now int64) erro
 		case err == nil:
 			s.pool.Forget(m.Wrapped)
 			s.log.Info("deleted expired imported key material", "key", k.Arn)
+			s.auditServiceEvent("DeleteExpiredKeyMaterial", k)
 		case !errors.Is(err, cluster.ErrInvalidState) && !errors.Is(err, cluster.ErrKeyNotFound):
 			errs = append(errs, err)
 		}

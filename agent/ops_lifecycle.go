@@ -248,6 +248,7 @@ func (s *Server) Tick(ctx context.Context) error {
 				s.forgetKey(k)
 				s.replicaDeleted(ctx, k)
 				s.log.Info("deleted key at the end of its waiting period", "key", k.Arn)
+				s.auditServiceEvent("DeleteKey", k)
 			} else if !errors.Is(err, cluster.ErrKeyNotFound) && !errors.Is(err, cluster.ErrInvalidState) {
 				errs = append(errs, err)
 			}
@@ -262,6 +263,7 @@ func (s *Server) Tick(ctx context.Context) error {
 				Material: cluster.Material{Wrapped: wrapped, Created: now, RotationType: cluster.RotationAutomatic}})
 			if err == nil {
 				s.log.Info("rotated key material", "key", k.Arn, "type", cluster.RotationAutomatic)
+				s.auditServiceEvent("RotateKey", k)
 			} else if !errors.Is(err, cluster.ErrInvalidState) && !errors.Is(err, cluster.ErrKeyNotFound) {
 				errs = append(errs, err)
 			}
