@@ -6,6 +6,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -218,6 +219,9 @@ func TestHeaderLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := w.Header()
+	if err := w.Close(); err != nil { // the header goes out with the (empty) final frame
+		t.Fatal(err)
+	}
 	want := []byte{0x02, 0x04, 0x78}
 	want = append(want, h.MessageID...)
 	want = append(want, 0, 14, 0, 2, 0, 1, 'a', 0, 1, '1', 0, 1, 'b', 0, 1, '2') // sorted
@@ -227,14 +231,14 @@ func TestHeaderLayout(t *testing.T) {
 	if got := out.Bytes()[:len(want)]; !bytes.Equal(got, want) {
 		t.Fatalf("header\n got %x\nwant %x", got, want)
 	}
-	if out.Len() != len(want)+tagLen {
-		t.Fatalf("header+tag is %d bytes, want %d", out.Len(), len(want)+tagLen)
+	if final := 4 + 4 + ivLen + 4 + tagLen; out.Len() != len(want)+tagLen+final {
+		t.Fatalf("header+tag+empty final frame is %d bytes, want %d", out.Len(), len(want)+tagLen+final)
 	}
 	// The tag is GCM over the header with a zero IV and no plaintext.
 	key, _, _ := deriveKeys(SuiteCommitKey, m.DataKey, h.MessageID)
 	block, _ := aes.NewCipher(key)
 	g, _ := cipher.NewGCM(block)
-	if tag := g.Seal(nil, make([]byte, 12), nil, want); !bytes.Equal(tag, out.Bytes()[len(want):]) {
+	if tag := g.Seal(nil, make([]byte, 12), nil, want); !bytes.Equal(tag, out.Bytes()[len(want):len(want)+tagLen]) {
 		t.Fatal("header tag is not AES-GCM(zero IV, AAD=header)")
 	}
 }
@@ -322,20 +326,31 @@ func FuzzBody(f *testing.F) {
 	})
 }
 
-// BenchmarkWriter encrypts 1 MiB messages (frame 64 KiB) next to its
-// baseline twin, raw AES-256-GCM over the same frames.
+// BenchmarkWriter encrypts 1 MiB messages (frame 64 KiB), without and
+// with Materials.Verify, next to its baseline twin, raw AES-256-GCM over
+// the same frames.
 func BenchmarkWriter(b *testing.B) {
 	pt := make([]byte, 1<<20)
 	m := testMaterials(b, SuiteCommitKey, 64<<10)
-	b.Run("esdk", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(pt)))
-		for b.Loop() {
-			w, _ := NewWriter(io.Discard, m)
-			w.Write(pt)
-			w.Close()
+	for _, verify := range []bool{false, true} {
+		name := "esdk"
+		if verify {
+			name = "esdk-verify" // sealed, then opened again and compared
 		}
-	})
+		m := m
+		m.Verify = verify
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pt)))
+			for b.Loop() {
+				w, _ := NewWriter(io.Discard, m)
+				w.ReadFrom(bytes.NewReader(pt))
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("raw-gcm", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(pt)))
@@ -348,4 +363,165 @@ func BenchmarkWriter(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBatches: messages across batch and frame boundaries, written with
+// Write and with ReadFrom (odd read sizes), with and without Verify, read
+// back to the same plaintext with the frame count the format implies.
+func TestBatches(t *testing.T) {
+	for _, frame := range []int{100, 4096, 64 << 10, batchBytes + 4096} {
+		for _, size := range []int{0, frame - 1, frame, frame + 1, batchBytes - 1, batchBytes, batchBytes + 1, 2*batchBytes + frame + 7} {
+			for _, how := range []string{"Write", "ReadFrom"} {
+				for _, verify := range []bool{false, true} {
+					m := testMaterials(t, SuiteCommitKey, frame)
+					if size%3 == 0 {
+						m = testMaterials(t, SuiteCommitKeyECDSAP384, frame)
+					}
+					m.Verify = verify
+					pt := make([]byte, size)
+					rand.Read(pt)
+					var out bytes.Buffer
+					w, err := NewWriter(&out, m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if how == "Write" {
+						_, err = w.Write(pt)
+					} else {
+						_, err = w.ReadFrom(&chunkReader{b: pt, n: 7919})
+					}
+					if err == nil {
+						err = w.Close()
+					}
+					if err != nil {
+						t.Fatalf("frame %d size %d %s verify %v: %v", frame, size, how, verify, err)
+					}
+					br := bufio.NewReader(bytes.NewReader(out.Bytes()))
+					h, err := ReadHeader(br, Limits{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					r, err := NewReader(br, h, m.DataKey, Limits{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := io.ReadAll(r)
+					if err != nil || !bytes.Equal(got, pt) {
+						t.Fatalf("frame %d size %d %s verify %v: err %v, equal %v", frame, size, how, verify, err, bytes.Equal(got, pt))
+					}
+					frames := size/frame + 1 // ReadFrom: whole frames, then a final one (maybe empty)
+					if how == "Write" && size > 0 && size%frame == 0 {
+						frames-- // Write: a full last frame is the final one
+					}
+					if int(r.seq) != frames {
+						t.Fatalf("frame %d size %d %s: %d frames, want %d", frame, size, how, r.seq, frames)
+					}
+				}
+			}
+		}
+	}
+}
+
+// chunkReader yields b at most n bytes per Read.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.b)
+	c.b = c.b[k:]
+	return k, nil
+}
+
+// faultyAEAD seals like its AEAD except for frame (IV) bad, where it
+// models a miscomputing core: it flips a bit of the ciphertext, or (pt)
+// of the plaintext it seals, so that the tag matches the wrong bytes.
+type faultyAEAD struct {
+	cipher.AEAD
+	bad uint32
+	pt  bool
+}
+
+func (f faultyAEAD) Seal(dst, iv, pt, aad []byte) []byte {
+	if binary.BigEndian.Uint32(iv[8:]) != f.bad {
+		return f.AEAD.Seal(dst, iv, pt, aad)
+	}
+	if f.pt {
+		pt = bytes.Clone(pt)
+		pt[len(pt)/2] ^= 1
+		return f.AEAD.Seal(dst, iv, pt, aad)
+	}
+	out := f.AEAD.Seal(dst, iv, pt, aad)
+	out[len(dst)+3] ^= 0x10
+	return out
+}
+
+// TestVerifyCatchesFaults: with Verify, a frame sealed wrong (ciphertext
+// or plaintext corrupted under a valid tag, or the wrong key) is caught
+// before its batch is written: the output holds only earlier batches,
+// which decrypt to a prefix of the plaintext.
+func TestVerifyCatchesFaults(t *testing.T) {
+	pt := make([]byte, 3*batchBytes)
+	rand.Read(pt)
+	const frame = 64 << 10
+	perBatch := batchBytes / frame
+	for _, tc := range []struct {
+		name string
+		bad  uint32 // sequence number of the faulty frame
+		pt   bool
+		key  bool
+	}{{"ciphertext", 6, false, false}, {"plaintext", 6, true, false}, {"first-frame", 1, true, false}, {"key", 0, false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMaterials(t, SuiteCommitKey, frame)
+			m.Verify = true
+			var out bytes.Buffer
+			w, err := NewWriter(&out, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.key {
+				w.aead = newAEAD(bytes.Repeat([]byte{9}, 32))
+			} else {
+				w.aead = faultyAEAD{AEAD: w.aead, bad: tc.bad, pt: tc.pt}
+			}
+			_, err = w.ReadFrom(bytes.NewReader(pt))
+			if err == nil {
+				err = w.Close()
+			}
+			if !errors.Is(err, ErrVerify) {
+				t.Fatalf("got %v, want ErrVerify", err)
+			}
+			t.Log(err)
+			if err := w.Close(); !errors.Is(err, ErrVerify) {
+				t.Fatalf("Close after the failure: %v", err)
+			}
+			good := 0 // batches written before the faulty frame's
+			if tc.bad > 0 {
+				good = int(tc.bad-1) / perBatch
+			}
+			if good == 0 {
+				if out.Len() != 0 {
+					t.Fatalf("%d bytes written before the first batch verified", out.Len())
+				}
+				return
+			}
+			br := bufio.NewReader(bytes.NewReader(out.Bytes()))
+			h, err := ReadHeader(br, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := NewReader(br, h, m.DataKey, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			if !errors.Is(err, ErrFormat) || !bytes.Equal(got, pt[:good*batchBytes]) {
+				t.Fatalf("output: %d bytes (want %d), err %v (want truncated)", len(got), good*batchBytes, err)
+			}
+		})
+	}
 }

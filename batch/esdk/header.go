@@ -336,6 +336,10 @@ func (c *countingReader) field16(field string) ([]byte, error) {
 // Callers that keep reading the body pass the same bufio.Reader to
 // NewReader.
 func ReadHeader(r *bufio.Reader, lim Limits) (*Header, error) {
+	return readHeader(r, lim)
+}
+
+func readHeader(r io.Reader, lim Limits) (*Header, error) {
 	lim = lim.withDefaults()
 	c := &countingReader{r: r, max: lim.MaxHeaderBytes}
 	v, err := c.next(1, "version")

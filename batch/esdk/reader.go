@@ -17,12 +17,12 @@ import (
 // io.EOF comes only after the final frame, the signature (signed suites)
 // and the end of the input have all been checked.
 type Reader struct {
-	r      *bufio.Reader
+	r      source
 	h      *Header
 	aead   cipher.AEAD
 	lim    Limits
 	seq    uint32
-	buf    []byte // ciphertext scratch
+	buf    []byte // plaintext of the current frame (pooled)
 	plain  []byte // verified plaintext not yet returned
 	sig    hash.Hash
 	pub    *ecdsa.PublicKey
@@ -36,6 +36,22 @@ type Reader struct {
 // NewReader checks h with dataKey (commitment, header tag) and returns a
 // Reader of the body that follows in r.
 func NewReader(r *bufio.Reader, h *Header, dataKey []byte, lim Limits) (*Reader, error) {
+	return newReader(r, h, dataKey, lim)
+}
+
+// source is what a Reader reads a body from: a *bufio.Reader, or a feed
+// (a Writer checking what it is about to write). Peek lets a frame be
+// opened where it lies, without a copy.
+type source interface {
+	io.Reader
+	io.ByteReader
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+}
+
+var _ source = (*bufio.Reader)(nil)
+
+func newReader(r source, h *Header, dataKey []byte, lim Limits) (*Reader, error) {
 	aead, err := h.Open(dataKey)
 	if err != nil {
 		return nil, err
@@ -76,9 +92,11 @@ func (r *Reader) readFull(b []byte, field string) error {
 func (r *Reader) Read(p []byte) (int, error) {
 	for len(r.plain) == 0 {
 		if r.err != nil {
+			r.release()
 			return 0, r.err
 		}
 		if r.done {
+			r.release()
 			return 0, io.EOF
 		}
 		if err := r.next(); err != nil {
@@ -107,15 +125,26 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 			continue
 		}
 		if r.err != nil {
+			r.release()
 			return total, r.err
 		}
 		if r.done {
+			r.release()
 			return total, nil
 		}
 		if err := r.next(); err != nil {
 			r.err = err
+			r.release()
 			return total, err
 		}
+	}
+}
+
+// release returns the frame buffer to the pool once nothing refers to it.
+func (r *Reader) release() {
+	if len(r.plain) == 0 && r.buf != nil {
+		putBuf(r.buf)
+		r.buf, r.plain = nil, nil
 	}
 }
 
@@ -168,17 +197,40 @@ func (r *Reader) next() error {
 	return nil
 }
 
-// open reads n bytes of ciphertext and the tag and decrypts them.
+// open reads n bytes of ciphertext and the tag and decrypts them into
+// r.buf: from where they lie in the source when it can hold them (Peek),
+// else through a copy into r.buf (decrypted in place).
 func (r *Reader) open(iv []byte, content string, n int) error {
 	if cap(r.buf) < n+tagLen {
-		r.buf = make([]byte, n+tagLen)
+		if r.buf != nil {
+			putBuf(r.buf)
+		}
+		r.buf = getBuf(max(n, int(r.h.FrameLength)) + tagLen)
 	}
-	ct := r.buf[:n+tagLen]
-	if err := r.readFull(ct, "frame content"); err != nil {
+	ct, err := r.r.Peek(n + tagLen)
+	peeked := err == nil
+	switch {
+	case peeked:
+		if r.sig != nil {
+			r.sig.Write(ct)
+		}
+	case errors.Is(err, bufio.ErrBufferFull): // a frame larger than the bufio.Reader
+		ct = r.buf[:n+tagLen]
+		if _, err = io.ReadFull(r.r, ct); err == nil && r.sig != nil {
+			r.sig.Write(ct)
+		}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: truncated at frame content (frame %d)", ErrFormat, r.seq)
+	}
+	if err != nil {
 		return err
 	}
 	aad := appendBodyAAD(r.aadBuf[:0], r.h.MessageID, content, r.seq, n)
-	pt, err := r.aead.Open(ct[:0], iv, ct, aad)
+	pt, err := r.aead.Open(r.buf[:0], iv, ct, aad)
+	if peeked {
+		r.r.Discard(n + tagLen)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: frame %d", ErrAuth, r.seq)
 	}

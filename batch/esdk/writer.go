@@ -1,6 +1,7 @@
 package esdk
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -64,6 +65,8 @@ func parsePublicKey(s string) (*ecdsa.PublicKey, error) {
 
 // Materials are what a Writer needs: the plaintext data key, its
 // encrypted copies for the header, and the encryption context (which for
+// Materials are what a Writer needs: the plaintext data key, its
+// encrypted copies for the header, and the encryption context (which for
 // a signed suite must hold the signing key's public key).
 type Materials struct {
 	Suite       Suite
@@ -72,25 +75,65 @@ type Materials struct {
 	Context     map[string]string
 	SigningKey  *SigningKey // signed suites only
 	FrameLength int         // default DefaultFrameLength
+	// Verify makes the Writer read back every byte before it writes it: a
+	// Reader of its own parses the header back, derives the key again from
+	// DataKey (checking the commitment and the header tag), opens each
+	// sealed frame, which must give back the plaintext it was sealed from
+	// byte for byte, and at Close checks the signature and the end. A
+	// mismatch is ErrVerify and nothing more is written. It costs one
+	// AES-GCM pass over data still in the CPU's cache.
+	Verify bool
 }
 
-// Writer encrypts a stream into one message. It holds one frame.
+// ErrVerify: a Writer with Materials.Verify found that what it was about
+// to write does not read back as the plaintext it was given.
+var ErrVerify = errors.New("esdk: the message does not read back as written")
+
+// batchBytes is how much plaintext (whole frames, at least one) a Writer
+// seals before one write to its io.Writer: few system calls, and a batch
+// of plaintext and ciphertext that stays in the CPU's cache while it is
+// checked (Materials.Verify).
+const batchBytes = 256 << 10
+
+// headerRoom is the room a Writer's output buffer keeps for the header,
+// which goes out with the first batch (a larger header is written alone).
+const headerRoom = 4 << 10
+
+// frameOverhead is a regular frame's bytes besides its content (sequence
+// number, IV, tag); the final frame has 8 more (end mark, length), and a
+// signed message a footer of at most footerMax.
+const (
+	frameOverhead = 4 + ivLen + tagLen
+	footerMax     = 2 + 104
+)
+
+// Writer encrypts a stream into one message. It holds one batch
+// (batchBytes, or one frame if that is larger) of plaintext and of
+// ciphertext, in pooled buffers that Close returns.
 type Writer struct {
-	w      io.Writer
-	header *Header
-	aead   cipher.AEAD
-	frame  []byte // plaintext of the pending frame, cap FrameLength
-	out    []byte // sealed frame scratch
-	seq    uint32
-	sig    hash.Hash
-	signer *ecdsa.PrivateKey
-	n      int64
-	err    error
-	closed bool
+	w        io.Writer
+	header   *Header
+	aead     cipher.AEAD
+	frameLen int
+	in       []byte // plaintext not yet sealed; cap a whole number of frames
+	inBuf    []byte // in's pooled buffer
+	out      []byte // the header (until the first write), then sealed frames
+	hdr      int    // bytes of header at the start of out (already hashed)
+	iv       [ivLen]byte
+	aad      [MessageIDLen + 34 + 12]byte
+	seq      uint32
+	sig      hash.Hash
+	signer   *ecdsa.PrivateKey
+	check    *Reader // Materials.Verify
+	fed      feed    // what check reads
+	n        int64
+	err      error
+	closed   bool
 }
 
-// NewWriter writes the header of a new message (a fresh random message
-// ID) to w and returns a Writer for its body. Close finishes the message.
+// NewWriter starts a new message (a fresh random message ID) to w and
+// returns a Writer for its body. The header is written with the first
+// frames (alone if it is large); Close finishes the message.
 func NewWriter(w io.Writer, m Materials) (*Writer, error) {
 	if m.FrameLength == 0 {
 		m.FrameLength = DefaultFrameLength
@@ -121,30 +164,68 @@ func NewWriter(w io.Writer, m Materials) (*Writer, error) {
 	}
 	aead := newAEAD(key)
 	h.AuthTag = aead.Seal(nil, make([]byte, ivLen), nil, h.raw)
-	wr := &Writer{w: w, header: h, aead: aead, frame: make([]byte, 0, m.FrameLength), out: make([]byte, 0, 4+4+ivLen+4+m.FrameLength+tagLen)}
+	frames := max(1, batchBytes/m.FrameLength)
+	wr := &Writer{w: w, header: h, aead: aead, frameLen: m.FrameLength,
+		inBuf: getBuf(frames * m.FrameLength),
+		out:   getBuf(frames*(m.FrameLength+frameOverhead) + 8 + footerMax + headerRoom)}
+	wr.in = wr.inBuf[: 0 : frames*m.FrameLength]
 	if m.Suite.Signed() {
 		wr.sig = sha512.New384()
 		wr.signer = m.SigningKey.priv
 	}
-	if err := wr.emit(h.AppendTo(nil)); err != nil {
-		return nil, err
+	hb := h.AppendTo(wr.out)
+	if wr.sig != nil {
+		wr.sig.Write(hb)
 	}
+	if m.Verify {
+		if err := wr.startCheck(hb, m.DataKey); err != nil {
+			wr.release()
+			return nil, err
+		}
+	}
+	if len(hb) > headerRoom {
+		if _, err := w.Write(hb); err != nil {
+			wr.release()
+			return nil, err
+		}
+		hb = hb[:0]
+	}
+	wr.out, wr.hdr = hb, len(hb)
 	return wr, nil
+}
+
+// startCheck makes the Reader that reads back what the Writer writes,
+// starting from the header's bytes alone.
+func (w *Writer) startCheck(hb, dataKey []byte) error {
+	w.fed.b = hb
+	h, err := readHeader(&w.fed, Limits{MaxFrameLength: w.frameLen, MaxDataKeys: 0xFFFF, MaxHeaderBytes: len(hb)})
+	if err == nil && len(w.fed.b) != 0 {
+		err = fmt.Errorf("%d bytes after the header tag", len(w.fed.b))
+	}
+	if err == nil {
+		w.check, err = newReader(&w.fed, h, dataKey, Limits{MaxFrameLength: w.frameLen})
+	}
+	if err != nil {
+		return fmt.Errorf("%w: header: %v", ErrVerify, err)
+	}
+	return nil
+}
+
+// release returns the buffers to the pool.
+func (w *Writer) release() {
+	if w.inBuf != nil {
+		putBuf(w.inBuf)
+		putBuf(w.out)
+		w.in, w.inBuf, w.out = nil, nil, nil
+	}
+	if w.check != nil {
+		w.check.plain = nil
+		w.check.release()
+	}
 }
 
 // Header returns the message header (valid after NewWriter).
 func (w *Writer) Header() *Header { return w.header }
-
-func (w *Writer) emit(b []byte) error {
-	if w.sig != nil {
-		w.sig.Write(b)
-	}
-	_, err := w.w.Write(b)
-	if err != nil {
-		w.err = err
-	}
-	return err
-}
 
 // bodyAAD is message ID || content string || sequence number || length.
 func appendBodyAAD(dst, messageID []byte, content string, seq uint32, n int) []byte {
@@ -160,37 +241,101 @@ const (
 	aadSingle     = "AWSKMSEncryptionClient Single Block"
 )
 
-func frameIV(seq uint32) []byte {
-	iv := make([]byte, ivLen)
-	binary.BigEndian.PutUint32(iv[ivLen-4:], seq)
-	return iv
-}
-
-// seal writes the pending frame as a regular or final frame.
-func (w *Writer) seal(final bool) error {
+// sealFrame appends pt sealed as the next (regular or final) frame to out.
+func (w *Writer) sealFrame(out, pt []byte, final bool) ([]byte, error) {
 	if w.seq == finalFrameMark-1 && !final {
-		w.err = fmt.Errorf("%w: more than 2^32-2 frames", ErrLimit)
-		return w.err
+		return out, fmt.Errorf("%w: more than 2^32-2 frames", ErrLimit)
 	}
 	w.seq++
-	var aadBuf [MessageIDLen + 34 + 12]byte
-	iv := frameIV(w.seq)
-	out := w.out[:0]
+	binary.BigEndian.PutUint32(w.iv[ivLen-4:], w.seq) // IV = the sequence number
 	content := aadFrame
 	if final {
 		content = aadFinalFrame
 		out = binary.BigEndian.AppendUint32(out, finalFrameMark)
 	}
 	out = binary.BigEndian.AppendUint32(out, w.seq)
-	out = append(out, iv...)
+	out = append(out, w.iv[:]...)
 	if final {
-		out = binary.BigEndian.AppendUint32(out, uint32(len(w.frame)))
+		out = binary.BigEndian.AppendUint32(out, uint32(len(pt)))
 	}
-	aad := appendBodyAAD(aadBuf[:0], w.header.MessageID, content, w.seq, len(w.frame))
-	out = w.aead.Seal(out, iv, w.frame, aad)
+	aad := appendBodyAAD(w.aad[:0], w.header.MessageID, content, w.seq, len(pt))
+	return w.aead.Seal(out, w.iv[:], pt, aad), nil
+}
+
+// seal seals w.in[:n] (whole frames) as regular frames and, when final,
+// the rest of w.in as the final frame and the footer; checks them
+// (Materials.Verify); writes them, after any pending header, in one Write;
+// and keeps the plaintext not sealed. An error sticks.
+func (w *Writer) seal(n int, final bool) error {
+	if w.err == nil {
+		w.err = w.sealBatch(n, final)
+	}
+	return w.err
+}
+
+func (w *Writer) sealBatch(n int, final bool) error {
+	out, err := w.out, error(nil)
+	for off := 0; off < n && err == nil; off += w.frameLen {
+		out, err = w.sealFrame(out, w.in[off:off+w.frameLen], false)
+	}
+	if final && err == nil {
+		out, err = w.sealFrame(out, w.in[n:], true)
+	}
+	if err != nil {
+		return err
+	}
+	if w.sig != nil {
+		w.sig.Write(out[w.hdr:])
+		if final {
+			sig, err := ecdsa.SignASN1(rand.Reader, w.signer, w.sig.Sum(nil))
+			if err != nil {
+				return err
+			}
+			out = binary.BigEndian.AppendUint16(out, uint16(len(sig)))
+			out = append(out, sig...)
+		}
+	}
 	w.out = out
-	w.frame = w.frame[:0]
-	return w.emit(out)
+	if w.check != nil {
+		if err := w.verify(out[w.hdr:], n, final); err != nil {
+			return err
+		}
+	}
+	if _, err := w.w.Write(out); err != nil {
+		return err
+	}
+	w.out, w.hdr = out[:0], 0
+	if final {
+		w.in = w.in[:0]
+	} else {
+		w.in = w.in[:copy(w.in, w.in[n:])]
+	}
+	return nil
+}
+
+// verify reads body (the frames sealed from w.in[:n] and, when final, the
+// final frame sealed from the rest and the footer) with w.check, and
+// compares each frame's plaintext with what it was sealed from.
+func (w *Writer) verify(body []byte, n int, final bool) error {
+	r := w.check
+	w.fed.b = body
+	for off := 0; off < n || final; off += w.frameLen {
+		want := w.in[off:min(off+w.frameLen, n)]
+		if off >= n {
+			want, final = w.in[n:], false // the final frame, last
+		}
+		if err := r.next(); err != nil {
+			return fmt.Errorf("%w: frame %d: %v", ErrVerify, r.seq, err)
+		}
+		if !bytes.Equal(r.plain, want) {
+			return fmt.Errorf("%w: frame %d does not decrypt to the bytes it was sealed from", ErrVerify, r.seq)
+		}
+		r.plain = nil
+	}
+	if len(w.fed.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after frame %d", ErrVerify, len(w.fed.b), r.seq)
+	}
+	return nil
 }
 
 // Write encrypts p. It returns an error once any write has failed.
@@ -203,14 +348,14 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		if len(w.frame) == cap(w.frame) {
-			// A full frame is regular only once we know more follows.
-			if err := w.seal(false); err != nil {
+		if len(w.in) == cap(w.in) {
+			// Full frames are regular only once we know more follows.
+			if err := w.seal(len(w.in), false); err != nil {
 				return n, err
 			}
 		}
-		k := copy(w.frame[len(w.frame):cap(w.frame)], p)
-		w.frame = w.frame[:len(w.frame)+k]
+		k := copy(w.in[len(w.in):cap(w.in)], p)
+		w.in = w.in[:len(w.in)+k]
 		p = p[k:]
 		n += k
 		w.n += int64(k)
@@ -218,24 +363,32 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// ReadFrom encrypts everything r yields, reading straight into the frame
-// buffer.
+// ReadFrom encrypts everything r yields, reading straight into the batch
+// buffer (from a file, one Read per batch). Whole frames are sealed as
+// regular frames as they come, so a plaintext that is a whole number of
+// frames ends with an empty final frame, which the format allows.
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
 		if w.err != nil {
 			return total, w.err
 		}
-		if len(w.frame) == cap(w.frame) {
-			if err := w.seal(false); err != nil {
+		if w.closed {
+			return total, errors.New("esdk: write after Close")
+		}
+		if len(w.in) == cap(w.in) {
+			if err := w.seal(len(w.in), false); err != nil {
 				return total, err
 			}
 		}
-		k, err := r.Read(w.frame[len(w.frame):cap(w.frame)])
-		w.frame = w.frame[:len(w.frame)+k]
+		k, err := r.Read(w.in[len(w.in):cap(w.in)])
+		w.in = w.in[:len(w.in)+k]
 		total += int64(k)
 		w.n += int64(k)
 		if err == io.EOF {
+			if whole := len(w.in) - len(w.in)%w.frameLen; whole > 0 {
+				return total, w.seal(whole, false)
+			}
 			return total, nil
 		}
 		if err != nil {
@@ -244,30 +397,20 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// Close writes the final frame and, for signed suites, the footer. It
-// does not close the underlying writer.
+// Close writes the rest: the last frames, the final frame and, for signed
+// suites, the footer. It does not close the underlying writer. The
+// Writer's buffers go back to the pool.
 func (w *Writer) Close() error {
-	if w.err != nil {
+	if w.closed {
 		return w.err
 	}
-	if w.closed {
-		return nil
-	}
 	w.closed = true
-	if err := w.seal(true); err != nil {
-		return err
+	defer w.release()
+	n := len(w.in) - len(w.in)%w.frameLen
+	if n == len(w.in) && n > 0 {
+		n -= w.frameLen // a full last frame is the final one
 	}
-	if w.sig != nil {
-		sig, err := ecdsa.SignASN1(rand.Reader, w.signer, w.sig.Sum(nil))
-		if err != nil {
-			return err
-		}
-		foot := binary.BigEndian.AppendUint16(nil, uint16(len(sig)))
-		if _, err := w.w.Write(append(foot, sig...)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.seal(n, true)
 }
 
 // Len is the plaintext length written so far.

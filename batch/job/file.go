@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"maps"
 	"os"
@@ -194,6 +193,7 @@ func (j *Job) openOne(ctx context.Context, h *esdk.Header, edk esdk.DataKey, ck 
 var (
 	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, ioBuf) }}
 	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, ioBuf) }}
+	chunks  = sync.Pool{New: func() any { b := make([]byte, ioBuf); return &b }}
 )
 
 func getReader(r io.Reader) *bufio.Reader {
@@ -252,11 +252,7 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	var verify func(out *os.File) error
 	switch j.cfg.Mode {
 	case Encrypt:
-		var w io.Writer = bw
-		if j.cfg.FrameLength >= directIO {
-			w = out // whole frames: no copy through bw
-		}
-		verify, err = j.encryptStream(ctx, src, w, t.size)
+		verify, err = j.encryptStream(ctx, src, out, t.size) // whole batches of frames: no bufio
 	case Decrypt:
 		err = j.decryptStream(ctx, src, bw)
 	case ReEncrypt:
@@ -304,32 +300,49 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	return n, nil
 }
 
-// encryptStream writes one message of src to w; the returned verify
-// reads the output back (by its temporary name) and compares it with the
-// source, using the data key it was written with.
+// encryptStream writes one message of src to w. Unless NoVerify, the
+// esdk.Writer opens every frame it seals again before writing it and
+// compares the plaintext with the bytes read from src (Materials.Verify);
+// when w is a file, each write is read back from the file and compared
+// with the bytes written, and the returned verify checks that the file
+// ends where they did. Together: the file decrypts to what was read from
+// the source, every byte compared, none through a checksum.
 func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, size int64) (func(*os.File) error, error) {
 	m, err := j.materials(ctx, size)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(m.dataKey)
-	ew, err := esdk.NewWriter(w, m.esdk(j.cfg.FrameLength, j.cfg.Suite))
+	em := m.esdk(j.cfg.FrameLength, j.cfg.Suite)
+	em.Verify = !j.cfg.NoVerify
+	verify := func(*os.File) error { return nil }
+	if f, ok := w.(*os.File); ok {
+		off, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, err
+		}
+		cw := &checkedWriter{f: f, off: off, noCheck: j.cfg.NoVerify}
+		w, verify = cw, cw.size
+	}
+	ew, err := esdk.NewWriter(w, em)
 	if err != nil {
 		return nil, err
 	}
-	cr := &crcReader{r: src}
-	if j.cfg.FrameLength < directIO {
-		sr := getReader(src)
-		defer putReader(sr)
-		cr.r = sr
-	}
-	if _, err = ew.ReadFrom(cr); err != nil {
-		return nil, err
+	if _, err = ew.ReadFrom(src); err != nil {
+		return nil, verifyErr(err)
 	}
 	if err := ew.Close(); err != nil {
-		return nil, err
+		return nil, verifyErr(err)
 	}
-	return j.verifier(m.dataKey, &crcWriter{want: cr.crc, wantN: cr.n}), nil
+	return verify, nil
+}
+
+// verifyErr: a frame that did not read back is a failed verification.
+func verifyErr(err error) error {
+	if errors.Is(err, esdk.ErrVerify) {
+		return fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	return err
 }
 
 // ctxReader fails reads once ctx is done.
@@ -345,53 +358,60 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// directIO is the frame length from which frames are read from and
-// written to files directly, without a copy through a buffer.
-const directIO = 32 << 10
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// crcReader passes reads through, keeping the CRC-32C and the length of
-// what it read: the plaintext an output must decrypt back to.
-type crcReader struct {
-	r   io.Reader
-	crc uint32
-	n   int64
+// checkedWriter writes to f (at its current offset, from where it starts)
+// and, unless off, reads every write back from where it went (pread at
+// the offset it counts itself) and compares it with the bytes written.
+type checkedWriter struct {
+	f        *os.File
+	off, end int64 // start, and bytes written through it
+	noCheck  bool
 }
 
-func (c *crcReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
-	c.n += int64(n)
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	n, err := c.f.Write(p)
+	if err == nil && !c.noCheck {
+		err = c.readBack(p[:n], c.off+c.end)
+	}
+	c.end += int64(n)
 	return n, err
 }
 
-// crcWriter checks that what is written has the CRC-32C and length of
-// the source. (The output's GCM tags already prove that it decrypts to
-// what was sealed; this proves that what was sealed is what was read.)
-type crcWriter struct {
-	want, crc uint32
-	wantN, n  int64
+func (c *checkedWriter) readBack(p []byte, at int64) error {
+	bp := chunks.Get().(*[]byte)
+	defer chunks.Put(bp)
+	for len(p) > 0 {
+		k, err := c.f.ReadAt((*bp)[:min(len(p), len(*bp))], at)
+		if err != nil && !(err == io.EOF && k > 0) {
+			return fmt.Errorf("%w: reading back %d bytes at %d: %v", ErrVerify, len(p), at, err)
+		}
+		if !bytes.Equal((*bp)[:k], p[:k]) {
+			return fmt.Errorf("%w: the output's bytes at %d to %d are not those written", ErrVerify, at, at+int64(k))
+		}
+		p, at = p[k:], at+int64(k)
+	}
+	return nil
 }
 
-func (c *crcWriter) Write(p []byte) (int, error) {
-	c.crc = crc32.Update(c.crc, castagnoli, p)
-	c.n += int64(len(p))
-	return len(p), nil
-}
-
-func (c *crcWriter) check() error {
-	if c.n != c.wantN || c.crc != c.want {
-		return fmt.Errorf("%w: the output decrypts to %d bytes (CRC-32C %08x), the source read was %d bytes (%08x)", ErrVerify, c.n, c.crc, c.wantN, c.want)
+// size checks that the file ends where the writes did (nil: nothing to
+// check).
+func (c *checkedWriter) size(out *os.File) error {
+	if out == nil || c.noCheck {
+		return nil
+	}
+	fi, err := out.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != c.off+c.end {
+		return fmt.Errorf("%w: the output is %d bytes, %d were written", ErrVerify, fi.Size(), c.off+c.end)
 	}
 	return nil
 }
 
 // verifier returns a check of a written message: it decrypts out (from
-// its start) with (a copy of) dataKey and, when want is set, checks the
-// plaintext's length and CRC-32C against the source's. Called with nil
-// it only zeroes its copy of the key; it is good for one call.
-func (j *Job) verifier(dataKey []byte, want *crcWriter) func(*os.File) error {
+// its start) with (a copy of) dataKey. Called with nil it only zeroes its
+// copy of the key; it is good for one call.
+func (j *Job) verifier(dataKey []byte) func(*os.File) error {
 	dk := bytes.Clone(dataKey)
 	return func(out *os.File) error {
 		defer clear(dk)
@@ -408,15 +428,8 @@ func (j *Job) verifier(dataKey []byte, want *crcWriter) func(*os.File) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrVerify, err)
 		}
-		var w io.Writer = io.Discard
-		if want != nil {
-			w = want
-		}
-		if _, err := r.WriteTo(w); err != nil {
+		if _, err := r.WriteTo(io.Discard); err != nil {
 			return fmt.Errorf("%w: %v", ErrVerify, err)
-		}
-		if want != nil {
-			return want.check()
 		}
 		return nil
 	}
@@ -478,5 +491,5 @@ func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (fun
 	if _, err := io.Copy(w, br); err != nil {
 		return nil, err
 	}
-	return j.verifier(dk, nil), nil
+	return j.verifier(dk), nil
 }
