@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"testing/iotest"
 )
 
 const testARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -366,18 +367,20 @@ func BenchmarkWriter(b *testing.B) {
 }
 
 // TestBatches: messages across batch and frame boundaries, written with
-// Write and with ReadFrom (odd read sizes), with and without Verify, read
-// back to the same plaintext with the frame count the format implies.
+// Write and with ReadFrom (odd read sizes), with and without Verify and
+// Parallel, read back to the same plaintext with the frame count the
+// format implies.
 func TestBatches(t *testing.T) {
 	for _, frame := range []int{100, 4096, 64 << 10, batchBytes + 4096} {
-		for _, size := range []int{0, frame - 1, frame, frame + 1, batchBytes - 1, batchBytes, batchBytes + 1, 2*batchBytes + frame + 7} {
+		for _, size := range []int{0, frame - 1, frame, frame + 1, batchBytes - 1, batchBytes, batchBytes + 1, 2*batchBytes + frame + 7, 5*batchBytes + 3} {
 			for _, how := range []string{"Write", "ReadFrom"} {
-				for _, verify := range []bool{false, true} {
+				for _, mode := range []int{0, 1, 2, 3} { // bit 0: Verify, bit 1: Parallel
+					verify := mode&1 != 0
 					m := testMaterials(t, SuiteCommitKey, frame)
 					if size%3 == 0 {
 						m = testMaterials(t, SuiteCommitKeyECDSAP384, frame)
 					}
-					m.Verify = verify
+					m.Verify, m.Parallel = verify, mode&2 != 0
 					pt := make([]byte, size)
 					rand.Read(pt)
 					var out bytes.Buffer
@@ -475,53 +478,85 @@ func TestVerifyCatchesFaults(t *testing.T) {
 		pt   bool
 		key  bool
 	}{{"ciphertext", 6, false, false}, {"plaintext", 6, true, false}, {"first-frame", 1, true, false}, {"key", 0, false, true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := testMaterials(t, SuiteCommitKey, frame)
-			m.Verify = true
-			var out bytes.Buffer
-			w, err := NewWriter(&out, m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.key {
-				w.aead = newAEAD(bytes.Repeat([]byte{9}, 32))
-			} else {
-				w.aead = faultyAEAD{AEAD: w.aead, bad: tc.bad, pt: tc.pt}
-			}
-			_, err = w.ReadFrom(bytes.NewReader(pt))
-			if err == nil {
-				err = w.Close()
-			}
-			if !errors.Is(err, ErrVerify) {
-				t.Fatalf("got %v, want ErrVerify", err)
-			}
-			t.Log(err)
-			if err := w.Close(); !errors.Is(err, ErrVerify) {
-				t.Fatalf("Close after the failure: %v", err)
-			}
-			good := 0 // batches written before the faulty frame's
-			if tc.bad > 0 {
-				good = int(tc.bad-1) / perBatch
-			}
-			if good == 0 {
-				if out.Len() != 0 {
-					t.Fatalf("%d bytes written before the first batch verified", out.Len())
+		for _, parallel := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/parallel=%v", tc.name, parallel), func(t *testing.T) {
+				m := testMaterials(t, SuiteCommitKey, frame)
+				m.Verify, m.Parallel = true, parallel
+				var out bytes.Buffer
+				w, err := NewWriter(&out, m)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			br := bufio.NewReader(bytes.NewReader(out.Bytes()))
-			h, err := ReadHeader(br, Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := NewReader(br, h, m.DataKey, Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(r)
-			if !errors.Is(err, ErrFormat) || !bytes.Equal(got, pt[:good*batchBytes]) {
-				t.Fatalf("output: %d bytes (want %d), err %v (want truncated)", len(got), good*batchBytes, err)
-			}
-		})
+				if tc.key {
+					w.aead = newAEAD(bytes.Repeat([]byte{9}, 32))
+				} else {
+					w.aead = faultyAEAD{AEAD: w.aead, bad: tc.bad, pt: tc.pt}
+				}
+				_, err = w.ReadFrom(bytes.NewReader(pt))
+				if err == nil {
+					err = w.Close()
+				}
+				if !errors.Is(err, ErrVerify) {
+					t.Fatalf("got %v, want ErrVerify", err)
+				}
+				t.Log(err)
+				if err := w.Close(); !errors.Is(err, ErrVerify) {
+					t.Fatalf("Close after the failure: %v", err)
+				}
+				good := 0 // batches written before the faulty frame's
+				if tc.bad > 0 {
+					good = int(tc.bad-1) / perBatch
+				}
+				if good == 0 {
+					if out.Len() != 0 {
+						t.Fatalf("%d bytes written before the first batch verified", out.Len())
+					}
+					return
+				}
+				br := bufio.NewReader(bytes.NewReader(out.Bytes()))
+				h, err := ReadHeader(br, Limits{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := NewReader(br, h, m.DataKey, Limits{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(r)
+				if !errors.Is(err, ErrFormat) || !bytes.Equal(got, pt[:good*batchBytes]) {
+					t.Fatalf("output: %d bytes (want %d), err %v (want truncated)", len(got), good*batchBytes, err)
+				}
+			})
+		}
+	}
+}
+
+// TestAbort: a Writer aborted part way (the caller's source failed) writes
+// no final frame, so the output does not read as a whole message, and its
+// second stage (Parallel) ends.
+func TestAbort(t *testing.T) {
+	for _, parallel := range []bool{false, true} {
+		m := testMaterials(t, SuiteCommitKey, 4096)
+		m.Verify, m.Parallel = true, parallel
+		var out bytes.Buffer
+		w, err := NewWriter(&out, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt := make([]byte, 3*batchBytes+5)
+		if _, err := w.ReadFrom(io.MultiReader(bytes.NewReader(pt), iotest.ErrReader(io.ErrClosedPipe))); !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("ReadFrom: %v", err)
+		}
+		w.Abort()
+		w.Abort()
+		if err := w.Close(); err == nil {
+			t.Fatal("Close after Abort succeeded")
+		}
+		if _, err := w.Write([]byte("x")); err == nil {
+			t.Fatal("Write after Abort succeeded")
+		}
+		if _, _, err := decrypt(out.Bytes(), m.DataKey); !errors.Is(err, ErrFormat) {
+			t.Fatalf("parallel %v: an aborted message (%d bytes) reads: %v", parallel, out.Len(), err)
+		}
 	}
 }

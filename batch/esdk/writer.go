@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 )
 
 // SigningKey is a fresh ECDSA P-384 key for one message (or one cached
@@ -83,6 +84,12 @@ type Materials struct {
 	// mismatch is ErrVerify and nothing more is written. It costs one
 	// AES-GCM pass over data still in the CPU's cache.
 	Verify bool
+	// Parallel splits the work in two stages on two goroutines, from the
+	// second batch on: reading and sealing a batch, while the batch before
+	// is checked (Verify), signed and written; a large message then uses
+	// two cores. It holds two batches. A Writer with Parallel must be
+	// finished with Close or Abort, which end the second goroutine.
+	Parallel bool
 }
 
 // ErrVerify: a Writer with Materials.Verify found that what it was about
@@ -129,6 +136,24 @@ type Writer struct {
 	n        int64
 	err      error
 	closed   bool
+
+	// Materials.Parallel: batches go to the second stage on pipe and come
+	// back on free; it says failed before returning a batch it could not
+	// write, and its result on done once pipe is closed.
+	parallel bool
+	pipe     chan batch
+	free     chan batch
+	done     chan error
+	failed   atomic.Bool
+}
+
+// batch is sealed plaintext on its way to be checked and written: out is
+// the header (hdr bytes, first batch only) and the frames sealed from
+// in[:n] and, when final, the final frame from in[n:].
+type batch struct {
+	in, inBuf, out []byte
+	hdr, n         int
+	final          bool
 }
 
 // NewWriter starts a new message (a fresh random message ID) to w and
@@ -165,7 +190,7 @@ func NewWriter(w io.Writer, m Materials) (*Writer, error) {
 	aead := newAEAD(key)
 	h.AuthTag = aead.Seal(nil, make([]byte, ivLen), nil, h.raw)
 	frames := max(1, batchBytes/m.FrameLength)
-	wr := &Writer{w: w, header: h, aead: aead, frameLen: m.FrameLength,
+	wr := &Writer{w: w, header: h, aead: aead, frameLen: m.FrameLength, parallel: m.Parallel,
 		inBuf: getBuf(frames * m.FrameLength),
 		out:   getBuf(frames*(m.FrameLength+frameOverhead) + 8 + footerMax + headerRoom)}
 	wr.in = wr.inBuf[: 0 : frames*m.FrameLength]
@@ -217,6 +242,9 @@ func (w *Writer) release() {
 		putBuf(w.inBuf)
 		putBuf(w.out)
 		w.in, w.inBuf, w.out = nil, nil, nil
+	}
+	if w.pipe != nil {
+		w.stop()
 	}
 	if w.check != nil {
 		w.check.plain = nil
@@ -284,45 +312,101 @@ func (w *Writer) sealBatch(n int, final bool) error {
 	if err != nil {
 		return err
 	}
-	if w.sig != nil {
-		w.sig.Write(out[w.hdr:])
+	b := batch{in: w.in, inBuf: w.inBuf, out: out, hdr: w.hdr, n: n, final: final}
+	if w.parallel && w.pipe == nil && !final {
+		w.start()
+	}
+	if w.pipe == nil {
+		if err := w.finish(b); err != nil {
+			return err
+		}
+		w.out, w.hdr = out[:0], 0
 		if final {
+			w.in = w.in[:0]
+		} else {
+			w.in = w.in[:copy(w.in, w.in[n:])]
+		}
+		return nil
+	}
+	w.pipe <- b
+	w.in, w.inBuf, w.out = nil, nil, nil // the second stage's until it sends them back
+	if final {
+		return w.stop()
+	}
+	nb := <-w.free
+	if w.failed.Load() {
+		w.free <- nb
+		return w.stop()
+	}
+	rest := copy(nb.inBuf[:len(b.in)-n], b.in[n:]) // the second stage only reads b.in[:n]
+	w.in, w.inBuf, w.out, w.hdr = nb.inBuf[:rest:cap(b.in)], nb.inBuf, nb.out[:0], 0
+	return nil
+}
+
+// finish signs (the footer when final), checks and writes b.
+func (w *Writer) finish(b batch) error {
+	if w.sig != nil {
+		w.sig.Write(b.out[b.hdr:])
+		if b.final {
 			sig, err := ecdsa.SignASN1(rand.Reader, w.signer, w.sig.Sum(nil))
 			if err != nil {
 				return err
 			}
-			out = binary.BigEndian.AppendUint16(out, uint16(len(sig)))
-			out = append(out, sig...)
+			b.out = binary.BigEndian.AppendUint16(b.out, uint16(len(sig)))
+			b.out = append(b.out, sig...)
 		}
 	}
-	w.out = out
 	if w.check != nil {
-		if err := w.verify(out[w.hdr:], n, final); err != nil {
+		if err := w.verify(b.out[b.hdr:], b.in, b.n, b.final); err != nil {
 			return err
 		}
 	}
-	if _, err := w.w.Write(out); err != nil {
-		return err
-	}
-	w.out, w.hdr = out[:0], 0
-	if final {
-		w.in = w.in[:0]
-	} else {
-		w.in = w.in[:copy(w.in, w.in[n:])]
-	}
-	return nil
+	_, err := w.w.Write(b.out)
+	return err
 }
 
-// verify reads body (the frames sealed from w.in[:n] and, when final, the
+// start starts the second stage, with a second set of buffers.
+func (w *Writer) start() {
+	w.pipe, w.free, w.done = make(chan batch), make(chan batch, 2), make(chan error, 1)
+	w.free <- batch{inBuf: getBuf(cap(w.inBuf)), out: getBuf(cap(w.out))}
+	go func() {
+		var err error
+		for b := range w.pipe {
+			if err == nil {
+				if err = w.finish(b); err != nil {
+					w.failed.Store(true)
+				}
+			}
+			w.free <- b
+		}
+		w.done <- err
+	}()
+}
+
+// stop ends the second stage, returns its buffers to the pool and its
+// error.
+func (w *Writer) stop() error {
+	close(w.pipe)
+	err := <-w.done
+	for len(w.free) > 0 {
+		b := <-w.free
+		putBuf(b.inBuf)
+		putBuf(b.out)
+	}
+	w.pipe = nil
+	return err
+}
+
+// verify reads body (the frames sealed from in[:n] and, when final, the
 // final frame sealed from the rest and the footer) with w.check, and
 // compares each frame's plaintext with what it was sealed from.
-func (w *Writer) verify(body []byte, n int, final bool) error {
+func (w *Writer) verify(body, in []byte, n int, final bool) error {
 	r := w.check
 	w.fed.b = body
 	for off := 0; off < n || final; off += w.frameLen {
-		want := w.in[off:min(off+w.frameLen, n)]
+		want := in[off:min(off+w.frameLen, n)]
 		if off >= n {
-			want, final = w.in[n:], false // the final frame, last
+			want, final = in[n:], false // the final frame, last
 		}
 		if err := r.next(); err != nil {
 			return fmt.Errorf("%w: frame %d: %v", ErrVerify, r.seq, err)
@@ -411,6 +495,20 @@ func (w *Writer) Close() error {
 		n -= w.frameLen // a full last frame is the final one
 	}
 	return w.seal(n, true)
+}
+
+// Abort ends the Writer without writing anything more (no final frame: the
+// message stays incomplete, which readers refuse), after a failure of the
+// caller's, say. It is a no-op after Close.
+func (w *Writer) Abort() {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if w.err == nil {
+		w.err = errors.New("esdk: Writer aborted")
+	}
+	w.release()
 }
 
 // Len is the plaintext length written so far.

@@ -315,6 +315,7 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 	defer clear(m.dataKey)
 	em := m.esdk(j.cfg.FrameLength, j.cfg.Suite)
 	em.Verify = !j.cfg.NoVerify
+	em.Parallel = size < 0 || size >= parallelMin
 	verify := func(*os.File) error { return nil }
 	if f, ok := w.(*os.File); ok {
 		off, err := f.Seek(0, io.SeekCurrent)
@@ -328,6 +329,7 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 	if err != nil {
 		return nil, err
 	}
+	defer ew.Abort() // after a failure: no final frame, and the second stage ends
 	if _, err = ew.ReadFrom(src); err != nil {
 		return nil, verifyErr(err)
 	}
@@ -336,6 +338,12 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 	}
 	return verify, nil
 }
+
+// parallelMin is the size from which a file (and any stream) is sealed in
+// two stages on two goroutines (esdk Materials.Parallel): reading and
+// sealing, and checking and writing. One large file then uses two cores;
+// smaller files get theirs from the workers.
+const parallelMin = 4 << 20
 
 // verifyErr: a frame that did not read back is a failed verification.
 func verifyErr(err error) error {
