@@ -19,16 +19,21 @@
 //
 // # Streaming
 //
-// Writer and Reader hold one frame at a time, so memory is bounded by the
-// frame length whatever the message size. Reader returns a frame's
-// plaintext only after its tag verifies; for signed suites the signature
-// is checked at the end, so a caller that must not act on unsigned data
-// (a file written under a temporary name, say) waits for io.EOF.
+// A Reader holds one frame at a time and a Writer one batch of frames
+// (256 KiB, or one frame if that is larger; two with Materials.Parallel),
+// so memory is bounded whatever the message size. Frame buffers are
+// pooled. Reader returns a frame's plaintext only after its tag verifies;
+// for signed suites the signature is checked at the end, so a caller that
+// must not act on unsigned data (a file written under a temporary name,
+// say) waits for io.EOF. A Writer with Materials.Verify opens each batch
+// again with a Reader of its own before writing it (ErrVerify).
 //
 // # Concurrency
 //
 // Writer and Reader are not safe for concurrent use; distinct values are
-// independent. ParseHeader and the encoders are pure.
+// independent. A Writer with Materials.Parallel runs a second goroutine
+// (checking, signing and writing), which Close or Abort ends. ParseHeader
+// and the encoders are pure.
 //
 // # Ownership
 //
@@ -39,7 +44,8 @@
 //
 // Malformed input is ErrFormat, an authentication failure (header tag,
 // frame tag, commitment, signature) is ErrAuth, an input beyond Limits is
-// ErrLimit, and a version or suite not implemented is ErrUnsupported; all
+// ErrLimit, a version or suite not implemented is ErrUnsupported, and a
+// Writer's batch that does not read back (Materials.Verify) ErrVerify; all
 // wrapped with %w and a message that says which field.
 //
 // Package esdk imports only the standard library.

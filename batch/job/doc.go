@@ -4,8 +4,9 @@
 // keys to another KMS key without touching the payload.
 //
 // A job walks its input and hands files to parallel workers; each worker
-// streams one file frame by frame (memory bounded by the frame length
-// and I/O buffers, whatever the file size). Data keys are reused across
+// streams one file a batch of frames at a time (memory bounded by the
+// batch and I/O buffers, whatever the file size); a file from 4 MiB, and
+// a stream, is sealed in two stages on two goroutines. Data keys are reused across
 // files within the AWS Encryption SDK caching limits (max age, messages,
 // bytes); decrypt and re-wrap cache the data keys they open the same way.
 // KMS calls go through a small interface (KMS) with retries: throttling
@@ -15,10 +16,13 @@
 // # Never lose data
 //
 // The source is only read. Each output is written under a temporary name
-// in its final directory, synced, verified (encrypt and re-wrap read it
-// back and decrypt it, comparing with the source; decrypt only writes
-// authenticated frames and fails unless the whole message verifies), and
-// renamed. A journal in the output directory records finished files;
+// in its final directory, synced, verified, and renamed. Encrypt verifies
+// while writing: each batch of frames is opened again and compared with
+// the source bytes before it is written (esdk Materials.Verify), each
+// write is read back from the file and compared with the bytes written,
+// and the file's size is checked. Re-wrap reads its output back and
+// decrypts it. Decrypt only writes authenticated frames and fails unless
+// the whole message verifies. A journal in the output directory records finished files;
 // Resume skips them after a crash or an interrupt. A finished job without
 // failures removes its journal.
 //
