@@ -309,3 +309,38 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckedWriter: each write is read back from where it went, so a
+// write that lands elsewhere (the file offset moved under the writer) is
+// caught at once, and bytes beyond the writes fail the size check.
+func TestCheckedWriter(t *testing.T) {
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "out"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := &checkedWriter{f: f}
+	a, b := make([]byte, 300<<10), make([]byte, 5000) // more than one read-back chunk
+	rand.Read(a)
+	rand.Read(b)
+	if _, err := c.Write(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.size(f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(100, 0); err != nil { // the next write lands at 100, not at len(a)
+		t.Fatal(err)
+	}
+	if _, err := c.Write(b); !errors.Is(err, ErrVerify) {
+		t.Fatalf("a misplaced write: %v, want ErrVerify", err)
+	}
+	c = &checkedWriter{f: f, off: 0, end: int64(len(a))}
+	f.WriteAt([]byte("extra"), int64(len(a)+len(b))) // the file is longer than what was written
+	if err := c.size(f); !errors.Is(err, ErrVerify) {
+		t.Fatalf("extra bytes: %v, want ErrVerify", err)
+	}
+	if err := (&checkedWriter{f: f, noCheck: true}).size(f); err != nil {
+		t.Fatalf("--no-verify: %v", err)
+	}
+}
