@@ -560,3 +560,86 @@ func TestAbort(t *testing.T) {
 		}
 	}
 }
+
+// nonFramed builds a non-framed message (content type 0x01) of pt by
+// hand from the specification: the SDKs still read them, and so must the
+// Reader.
+func nonFramed(t *testing.T, m Materials, pt []byte) []byte {
+	t.Helper()
+	var hdr bytes.Buffer
+	w, err := NewWriter(&hdr, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := w.Header()
+	w.Abort()
+	raw := bytes.Clone(h.raw)
+	tail := len(raw) - commitLen - 5 // content type, frame length, commitment
+	raw[tail] = contentNonFrm
+	binary.BigEndian.PutUint32(raw[tail+1:], 0)
+	key, _, err := deriveKeys(m.Suite, m.DataKey, h.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead := newAEAD(key)
+	msg := append(raw, aead.Seal(nil, make([]byte, ivLen), nil, raw)...)
+	iv := make([]byte, ivLen)
+	rand.Read(iv)
+	msg = append(msg, iv...)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(len(pt)))
+	return aead.Seal(msg, iv, pt, appendBodyAAD(nil, h.MessageID, aadSingle, 1, len(pt)))
+}
+
+// TestNonFramed: non-framed bodies read back, small (opened where they
+// lie in the bufio.Reader) and larger than its buffer (copied first);
+// every flip of a small one fails.
+func TestNonFramed(t *testing.T) {
+	for _, size := range []int{0, 100, 300 << 10} {
+		m := testMaterials(t, SuiteCommitKey, 4096)
+		pt := make([]byte, size)
+		rand.Read(pt)
+		msg := nonFramed(t, m, pt)
+		got, h, err := decrypt(msg, m.DataKey)
+		if err != nil || !bytes.Equal(got, pt) || h.FrameLength != 0 {
+			t.Fatalf("size %d: err %v, equal %v", size, err, bytes.Equal(got, pt))
+		}
+		if size == 100 {
+			for i := range msg {
+				bad := bytes.Clone(msg)
+				bad[i] ^= 0x40
+				if _, _, err := decrypt(bad, m.DataKey); err == nil {
+					t.Fatalf("flipping byte %d of a non-framed message went unnoticed", i)
+				}
+			}
+		}
+	}
+}
+
+// TestLargeHeader: a header beyond the Writer's header room (a large
+// encryption context) is written alone, and the message reads back with
+// Verify and Parallel.
+func TestLargeHeader(t *testing.T) {
+	m := testMaterials(t, SuiteCommitKey, 4096)
+	m.Context["big"] = string(bytes.Repeat([]byte("v"), 2*headerRoom))
+	m.Verify, m.Parallel = true, true
+	pt := make([]byte, 2*batchBytes+1)
+	rand.Read(pt)
+	var out bytes.Buffer
+	w, err := NewWriter(&out, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != len(w.Header().AppendTo(nil)) {
+		t.Fatalf("%d bytes written by NewWriter, want the %d-byte header", out.Len(), len(w.Header().AppendTo(nil)))
+	}
+	if _, err := w.ReadFrom(bytes.NewReader(pt)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, h, err := decrypt(out.Bytes(), m.DataKey)
+	if err != nil || !bytes.Equal(got, pt) || len(h.Context["big"]) != 2*headerRoom {
+		t.Fatalf("err %v, equal %v", err, bytes.Equal(got, pt))
+	}
+}
