@@ -198,7 +198,7 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 			{"ML_DSA_44", "ENCRYPT_DECRYPT", "ValidationException"},
 			{"ECC_NIST_EDWARDS25519", "KEY_AGREEMENT", "ValidationException"},
 			{"SYMMETRIC_DEFAULT", "SIGN_VERIFY", "ValidationException"},
-			{"SM2", "SIGN_VERIFY", "UnsupportedOperationException"},
+			{"SM2", "GENERATE_VERIFY_MAC", "ValidationException"},
 			{"RSA_1024", "SIGN_VERIFY", "ValidationException"},
 		} {
 			_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: bad.spec, KeyUsage: bad.usage})
@@ -622,9 +622,7 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 			}
 			checkKeyPair(t, string(spec), d.Plaintext, w.PublicKey)
 		}
-		_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "SM2"})
-		wantAPIError(t, err, "UnsupportedOperationException")
-		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "RSA_1024"})
+		_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "RSA_1024"})
 		wantAPIError(t, err, "ValidationException")
 		asym := f.key(t, "RSA_2048", "ENCRYPT_DECRYPT")
 		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &asym, KeyPairSpec: "ECC_NIST_P256"})
@@ -1076,15 +1074,13 @@ func TestSpecUsageMatrix(t *testing.T) {
 		"ECC_SECG_P256K1": {"SIGN_VERIFY"}, "ECC_NIST_EDWARDS25519": {"SIGN_VERIFY"},
 		"ML_DSA_44": {"SIGN_VERIFY"}, "ML_DSA_65": {"SIGN_VERIFY"}, "ML_DSA_87": {"SIGN_VERIFY"},
 		"HMAC_224": {"GENERATE_VERIFY_MAC"}, "HMAC_256": {"GENERATE_VERIFY_MAC"}, "HMAC_384": {"GENERATE_VERIFY_MAC"}, "HMAC_512": {"GENERATE_VERIFY_MAC"},
+		"SM2": {"ENCRYPT_DECRYPT", "SIGN_VERIFY", "KEY_AGREEMENT"},
 	}
 	for _, spec := range keySpecs {
 		for _, usage := range keyUsages {
 			err := checkSpecUsage(spec, usage)
 			want := ""
-			switch {
-			case spec == "SM2":
-				want = errUnsupported
-			case !oneOf(usage, allowed[spec]):
+			if !oneOf(usage, allowed[spec]) {
 				want = errValidation
 			}
 			got := ""
