@@ -67,25 +67,24 @@ func TestNoPlaintextAsymmetricAtRest(t *testing.T) {
 	if len(scalar) != 32 {
 		t.Fatalf("P-256 scalar of %d bytes", len(scalar))
 	}
-	// The Ed25519 key was made in Go and sealed: its PKCS#8 and seed.
-	dk, _ := ts.node.Key(*ed.KeyMetadata.KeyId)
-	dm, _ := dk.CurrentMaterial()
-	der, err := ts.pool.Open(ctx, dm.Wrapped, dm.Sealed, privateKeyAAD(dk.ID))
-	if err != nil {
-		t.Fatal(err)
+	// The Ed25519 and SM2 keys were made in Go and sealed: their PKCS#8
+	// DER, the Ed25519 seed and the SM2 scalar.
+	unseal := func(id *string) []byte {
+		k, _ := ts.node.Key(*id)
+		m, _ := k.CurrentMaterial()
+		der, err := ts.pool.Open(ctx, m.Wrapped, m.Sealed, privateKeyAAD(k.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
 	}
+	der := unseal(ed.KeyMetadata.KeyId)
 	priv, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seed := priv.(ed25519.PrivateKey).Seed()
-	// The SM2 key was made in Go and sealed: its PKCS#8 and scalar.
-	sk, _ := ts.node.Key(*sm.KeyMetadata.KeyId)
-	sm2m, _ := sk.CurrentMaterial()
-	sm2DER, err := ts.pool.Open(ctx, sm2m.Wrapped, sm2m.Sealed, privateKeyAAD(sk.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sm2DER := unseal(sm.KeyMetadata.KeyId)
 	sm2Priv, err := smx509.ParsePKCS8PrivateKey(sm2DER)
 	if err != nil {
 		t.Fatal(err)

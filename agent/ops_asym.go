@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -578,21 +577,11 @@ func (s *Server) derive(ctx context.Context, k *cluster.Key, peer []byte) ([]byt
 	var secret []byte
 	switch priv := key.(type) {
 	case *sm2.PrivateKey:
-		var mine *gmecdh.PrivateKey
-		var theirs *gmecdh.PublicKey
-		if mine, err = priv.ECDH(); err == nil {
-			if theirs, err = gmecdh.P256().NewPublicKey(peer); err == nil {
-				secret, err = mine.ECDH(theirs)
-			}
-		}
+		mine, e := priv.ECDH()
+		secret, err = ecdhSecret(mine, e, gmecdh.P256().NewPublicKey, peer)
 	case *ecdsa.PrivateKey:
-		var mine *ecdh.PrivateKey
-		var theirs *ecdh.PublicKey
-		if mine, err = priv.ECDH(); err == nil {
-			if theirs, err = mine.Curve().NewPublicKey(peer); err == nil {
-				secret, err = mine.ECDH(theirs)
-			}
-		}
+		mine, e := priv.ECDH()
+		secret, err = ecdhSecret(mine, e, ecdhCurve(k.KeySpec).NewPublicKey, peer)
 	default:
 		return nil, apiErr(errInvalidKeyUsage, "%s cannot derive a shared secret.", k.Arn)
 	}
@@ -600,6 +589,19 @@ func (s *Server) derive(ctx context.Context, k *cluster.Key, peer []byte) ([]byt
 		return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
 	}
 	return secret, nil
+}
+
+// ecdhSecret is mine's ECDH secret with the peer's uncompressed point, for
+// crypto/ecdh keys and gmsm's (SM2) alike; err is the error of making mine.
+func ecdhSecret[Pub any, Priv interface{ ECDH(Pub) ([]byte, error) }](mine Priv, err error, newPublic func([]byte) (Pub, error), peer []byte) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	theirs, err := newPublic(peer)
+	if err != nil {
+		return nil, err
+	}
+	return mine.ECDH(theirs)
 }
 
 // ---- RSA and SM2 Encrypt and Decrypt ----------------------------------------

@@ -214,34 +214,8 @@ func TestSM2Keys(t *testing.T) {
 			_, err = c.Verify(ctx, &kms.VerifyInput{KeyId: &id, Message: other, MessageType: in.mt, Signature: out.Signature, SigningAlgorithm: "SM2DSA"})
 			wantAPIError(t, err, "KMSInvalidSignatureException")
 		}
-		enc := f.key(t, "SM2", "ENCRYPT_DECRYPT")
-		ec := f.key(t, "ECC_NIST_P256", "SIGN_VERIFY")
-		for _, r := range []struct {
-			name string
-			key  string
-			msg  []byte
-			mt   types.MessageType
-			alg  types.SigningAlgorithmSpec
-			code string
-		}{
-			{"raw 4096 bytes", id, make([]byte, 4096), "RAW", "SM2DSA", ""},
-			{"raw 4097 bytes", id, make([]byte, 4097), "RAW", "SM2DSA", "ValidationException"},
-			{"digest 31 bytes", id, make([]byte, 31), "DIGEST", "SM2DSA", "ValidationException"},
-			{"digest 33 bytes", id, make([]byte, 33), "DIGEST", "SM2DSA", "ValidationException"},
-			{"external mu", id, make([]byte, 64), "EXTERNAL_MU", "SM2DSA", "ValidationException"},
-			{"ecdsa on sm2 key", id, []byte("m"), "RAW", "ECDSA_SHA_256", "InvalidKeyUsageException"},
-			{"sm2dsa on p-256 key", ec, []byte("m"), "RAW", "SM2DSA", "InvalidKeyUsageException"},
-			{"encryption key", enc, []byte("m"), "RAW", "SM2DSA", "InvalidKeyUsageException"},
-		} {
-			_, err := c.Sign(ctx, &kms.SignInput{KeyId: &r.key, Message: r.msg, MessageType: r.mt, SigningAlgorithm: r.alg})
-			if r.code == "" {
-				if err != nil {
-					t.Errorf("%s: %v", r.name, err)
-				}
-				continue
-			}
-			wantAPIError(t, err, r.code)
-		}
+		// The MessageType and key rules of SM2DSA are rows of
+		// TestAsymmetricKeys/MessageRules.
 	})
 
 	t.Run("EncryptDecrypt", func(t *testing.T) {
@@ -466,20 +440,26 @@ func TestSM2Keys(t *testing.T) {
 // TestSM2Quotas: SM2 Sign, Verify, Encrypt, Decrypt and ReEncrypt count
 // against the shared SM quota, GenerateDataKeyPair SM2 against its own.
 func TestSM2Quotas(t *testing.T) {
-	lib, label, pin := hsmtest.NewToken(t)
-	ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{Quotas: quota.Config{Rates: map[quota.Group]float64{
-		quota.SM: 0, "op:CreateKey": -1, "gdkp:SM2": 0,
-	}}})
+	// quotaServer is a node with the given quotas (CreateKey unlimited)
+	// and an SM2 key of each given usage.
+	quotaServer := func(rates map[quota.Group]float64, usages ...types.KeyUsageType) (*testServer, []*string) {
+		lib, label, pin := hsmtest.NewToken(t)
+		rates["op:CreateKey"] = -1
+		ts := startTestServerCfg(t, t.TempDir(), tokenRef{lib, label, pin}, Config{Quotas: quota.Config{Rates: rates}})
+		var ids []*string
+		for _, u := range usages {
+			out, err := ts.client.CreateKey(context.Background(), &kms.CreateKeyInput{KeySpec: "SM2", KeyUsage: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, out.KeyMetadata.KeyId)
+		}
+		return ts, ids
+	}
+	ts, ids := quotaServer(map[quota.Group]float64{quota.SM: 0, "gdkp:SM2": 0}, "SIGN_VERIFY", "ENCRYPT_DECRYPT")
+	sig, enc := ids[0], ids[1]
 	ctx := context.Background()
 	c := ts.client
-	sig, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "SM2", KeyUsage: "SIGN_VERIFY"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "SM2", KeyUsage: "ENCRYPT_DECRYPT"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sym := ts.createKey(t)
 	symCT, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: &sym, Plaintext: []byte("x")})
 	if err != nil {
@@ -487,23 +467,23 @@ func TestSM2Quotas(t *testing.T) {
 	}
 	calls := map[string]func() error{
 		"Sign": func() error {
-			_, err := c.Sign(ctx, &kms.SignInput{KeyId: sig.KeyMetadata.KeyId, Message: []byte("m"), SigningAlgorithm: "SM2DSA"})
+			_, err := c.Sign(ctx, &kms.SignInput{KeyId: sig, Message: []byte("m"), SigningAlgorithm: "SM2DSA"})
 			return err
 		},
 		"Verify": func() error {
-			_, err := c.Verify(ctx, &kms.VerifyInput{KeyId: sig.KeyMetadata.KeyId, Message: []byte("m"), Signature: []byte("s"), SigningAlgorithm: "SM2DSA"})
+			_, err := c.Verify(ctx, &kms.VerifyInput{KeyId: sig, Message: []byte("m"), Signature: []byte("s"), SigningAlgorithm: "SM2DSA"})
 			return err
 		},
 		"Encrypt": func() error {
-			_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: enc.KeyMetadata.KeyId, Plaintext: []byte("x"), EncryptionAlgorithm: "SM2PKE"})
+			_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: enc, Plaintext: []byte("x"), EncryptionAlgorithm: "SM2PKE"})
 			return err
 		},
 		"Decrypt": func() error {
-			_, err := c.Decrypt(ctx, &kms.DecryptInput{KeyId: enc.KeyMetadata.KeyId, CiphertextBlob: []byte{0x30, 0}, EncryptionAlgorithm: "SM2PKE"})
+			_, err := c.Decrypt(ctx, &kms.DecryptInput{KeyId: enc, CiphertextBlob: []byte{0x30, 0}, EncryptionAlgorithm: "SM2PKE"})
 			return err
 		},
 		"ReEncrypt": func() error {
-			_, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: symCT.CiphertextBlob, DestinationKeyId: enc.KeyMetadata.KeyId, DestinationEncryptionAlgorithm: "SM2PKE"})
+			_, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: symCT.CiphertextBlob, DestinationKeyId: enc, DestinationEncryptionAlgorithm: "SM2PKE"})
 			return err
 		},
 		"GenerateDataKeyPair": func() error {
@@ -518,16 +498,9 @@ func TestSM2Quotas(t *testing.T) {
 		}
 		wantAPIError(t, err, "ThrottlingException")
 	}
-	// The same calls with the SM quota open and the symmetric one closed
-	// get past the quota (Verify and Decrypt then fail on their input).
-	lib2, label2, pin2 := hsmtest.NewToken(t)
-	ts2 := startTestServerCfg(t, t.TempDir(), tokenRef{lib2, label2, pin2}, Config{Quotas: quota.Config{Rates: map[quota.Group]float64{
-		quota.Symmetric: 0, "op:CreateKey": -1}}})
-	k2, err := ts2.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "SM2", KeyUsage: "SIGN_VERIFY"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ts2.client.Sign(ctx, &kms.SignInput{KeyId: k2.KeyMetadata.KeyId, Message: []byte("m"), SigningAlgorithm: "SM2DSA"}); err != nil {
+	// With the SM quota open and the symmetric one closed, SM2 Sign passes.
+	ts2, ids2 := quotaServer(map[quota.Group]float64{quota.Symmetric: 0}, "SIGN_VERIFY")
+	if _, err := ts2.client.Sign(ctx, &kms.SignInput{KeyId: ids2[0], Message: []byte("m"), SigningAlgorithm: "SM2DSA"}); err != nil {
 		t.Fatalf("SM2 Sign with the symmetric quota at 0: %v", err)
 	}
 }
