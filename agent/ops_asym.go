@@ -585,23 +585,23 @@ func (s *Server) derive(ctx context.Context, k *cluster.Key, peer []byte) ([]byt
 	default:
 		return nil, apiErr(errInvalidKeyUsage, "%s cannot derive a shared secret.", k.Arn)
 	}
-	if err != nil {
-		return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
-	}
-	return secret, nil
+	return secret, err
 }
 
 // ecdhSecret is mine's ECDH secret with the peer's uncompressed point, for
-// crypto/ecdh keys and gmsm's (SM2) alike; err is the error of making mine.
+// crypto/ecdh keys and gmsm's (SM2) alike. err is the error of making mine
+// and comes back as it is; a peer point the curve refuses is
+// ValidationException.
 func ecdhSecret[Pub any, Priv interface{ ECDH(Pub) ([]byte, error) }](mine Priv, err error, newPublic func([]byte) (Pub, error), peer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	theirs, err := newPublic(peer)
-	if err != nil {
-		return nil, err
+	if theirs, err := newPublic(peer); err == nil {
+		if secret, err := mine.ECDH(theirs); err == nil {
+			return secret, nil
+		}
 	}
-	return mine.ECDH(theirs)
+	return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
 }
 
 // ---- RSA and SM2 Encrypt and Decrypt ----------------------------------------
