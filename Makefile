@@ -51,7 +51,7 @@ fuzz:
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
 	  ./agent/policy:FuzzParse ./agent:FuzzAsymRequest ./hsmpool:FuzzOAEPDecode \
 	  ./batch/esdk:FuzzReadHeader ./batch/esdk:FuzzBody \
-	  ./agent:FuzzParseStoreBlob ./xks:FuzzRoute ./agent:FuzzImportToken ./internal/mldsamu:FuzzVerify; do \
+	  ./agent:FuzzParseStoreBlob ./xks:FuzzRoute ./agent:FuzzImportToken ./internal/mldsamu:FuzzVerify ./internal/sm2pke:FuzzDecrypt; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run XXX -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kmsd-fuzz.log 2>&1 || { cat /tmp/kmsd-fuzz.log; exit 1; }; \

@@ -277,10 +277,10 @@ func TestBadInput(t *testing.T) {
 			_, err := ts.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x"), DryRun: aws.Bool(true)})
 			return err
 		}, "DryRunOperationException"},
-		{"sm2 spec", func() error {
-			_, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify})
+		{"sm2 spec, mac usage", func() error {
+			_, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
 			return err
-		}, "UnsupportedOperationException"},
+		}, "ValidationException"},
 		{"bad policy", func() error {
 			_, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{Policy: aws.String("{not json")})
 			return err

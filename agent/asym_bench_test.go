@@ -11,7 +11,7 @@ import (
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
-// benchSign measures Sign (ECDSA P-256 or RSA-2048 PSS) through the whole
+// benchSign measures Sign (ECDSA P-256, RSA-2048 PSS or SM2DSA) through the whole
 // server, with the private key in the HSM or sealed (SealKeyPairs): the
 // ratio of the two is what keeping the key in SoftHSM2 costs.
 func benchSign(b *testing.B, spec types.KeySpec, alg string, sealed bool) {
@@ -29,6 +29,10 @@ func BenchmarkSignECDSAHSM(b *testing.B)    { benchSign(b, "ECC_NIST_P256", "ECD
 func BenchmarkSignECDSASealed(b *testing.B) { benchSign(b, "ECC_NIST_P256", "ECDSA_SHA_256", true) }
 func BenchmarkSignRSAHSM(b *testing.B)      { benchSign(b, "RSA_2048", "RSASSA_PSS_SHA_256", false) }
 func BenchmarkSignRSASealed(b *testing.B)   { benchSign(b, "RSA_2048", "RSASSA_PSS_SHA_256", true) }
+
+// BenchmarkSignSM2 is SM2DSA with the sealed key (SoftHSM2 has no SM2);
+// its twin is BenchmarkSignECDSASealed (the same path with a P-256 key).
+func BenchmarkSignSM2(b *testing.B) { benchSign(b, "SM2", "SM2DSA", true) }
 
 // BenchmarkGenerateMac is HMAC-SHA-256 in the HSM through the server; its
 // twin is BenchmarkGenerateDataKey (one HSM AES-GCM operation).

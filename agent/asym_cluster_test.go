@@ -46,7 +46,7 @@ func TestClusterAsymmetricOwnHSM(t *testing.T) {
 	for _, c := range []struct {
 		spec types.KeySpec
 		alg  types.SigningAlgorithmSpec
-	}{{"ECC_NIST_P256", "ECDSA_SHA_256"}, {"ECC_NIST_EDWARDS25519", "ED25519_SHA_512"}} {
+	}{{"ECC_NIST_P256", "ECDSA_SHA_256"}, {"ECC_NIST_EDWARDS25519", "ED25519_SHA_512"}, {"SM2", "SM2DSA"}} {
 		id := create(c.spec, "SIGN_VERIFY")
 		sig, err := n2.client.Sign(ctx, &kms.SignInput{KeyId: id, Message: msg, SigningAlgorithm: c.alg})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
@@ -23,6 +24,7 @@ func FuzzAsymRequest(f *testing.F) {
 	for _, k := range []struct{ spec, usage string }{
 		{"ECC_NIST_P256", "SIGN_VERIFY"}, {"ECC_NIST_P256", "KEY_AGREEMENT"}, {"RSA_2048", "ENCRYPT_DECRYPT"},
 		{"ECC_NIST_EDWARDS25519", "SIGN_VERIFY"}, {"ML_DSA_44", "SIGN_VERIFY"}, {"HMAC_256", "GENERATE_VERIFY_MAC"},
+		{"SM2", "SIGN_VERIFY"}, {"SM2", "ENCRYPT_DECRYPT"}, {"SM2", "KEY_AGREEMENT"},
 	} {
 		out, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: typesKeySpec(k.spec), KeyUsage: typesUsage(k.usage)})
 		if err != nil {
@@ -54,6 +56,14 @@ func FuzzAsymRequest(f *testing.F) {
 	}
 	f.Add(uint8(0), []byte(`{"KeyId":"`+keys["ML_DSA_44/SIGN_VERIFY"]+`","Message":"`+b64(make([]byte, 64))+`","MessageType":"EXTERNAL_MU","SigningAlgorithm":"ML_DSA_SHAKE_256"}`))
 	f.Add(uint8(3), []byte(`{"KeyId":"`+keys["ECC_NIST_P256/KEY_AGREEMENT"]+`","KeyAgreementAlgorithm":"ECDH","PublicKey":"MAA="}`))
+	sm2Pub, _ := ts.client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keys["SM2/ENCRYPT_DECRYPT"])})
+	sm2CT, _ := ts.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keys["SM2/ENCRYPT_DECRYPT"]), Plaintext: []byte("m"), EncryptionAlgorithm: "SM2PKE"})
+	f.Add(uint8(0), []byte(`{"KeyId":"`+keys["SM2/SIGN_VERIFY"]+`","Message":"`+b64(make([]byte, 32))+`","MessageType":"DIGEST","SigningAlgorithm":"SM2DSA"}`))
+	f.Add(uint8(1), []byte(`{"KeyId":"`+keys["SM2/SIGN_VERIFY"]+`","Message":"bQ==","Signature":"MAYCAQECAQE=","SigningAlgorithm":"SM2DSA"}`))
+	f.Add(uint8(3), []byte(`{"KeyId":"`+keys["SM2/KEY_AGREEMENT"]+`","KeyAgreementAlgorithm":"ECDH","PublicKey":"`+b64(sm2Pub.PublicKey)+`"}`))
+	f.Add(uint8(4), []byte(`{"KeyId":"`+sym+`","KeyPairSpec":"SM2"}`))
+	f.Add(uint8(8), []byte(`{"KeyId":"`+keys["SM2/ENCRYPT_DECRYPT"]+`","Plaintext":"bQ==","EncryptionAlgorithm":"SM2PKE"}`))
+	f.Add(uint8(9), []byte(`{"KeyId":"`+keys["SM2/ENCRYPT_DECRYPT"]+`","CiphertextBlob":"`+b64(sm2CT.CiphertextBlob)+`","EncryptionAlgorithm":"SM2PKE"}`))
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
 		name := ops[int(op)%len(ops)]
 		r := &request{ctx: t.Context(), op: name, body: body, principal: "test"}

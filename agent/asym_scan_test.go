@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/kmsd/kmsd/cluster"
 )
@@ -35,10 +37,17 @@ func TestNoPlaintextAsymmetricAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []*string{ec.KeyMetadata.KeyId, ed.KeyMetadata.KeyId} {
+	sm, err := ts.client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "SM2", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*string{ec.KeyMetadata.KeyId, ed.KeyMetadata.KeyId, sm.KeyMetadata.KeyId} {
 		alg := types.SigningAlgorithmSpec("ECDSA_SHA_256")
-		if *k == *ed.KeyMetadata.KeyId {
+		switch *k {
+		case *ed.KeyMetadata.KeyId:
 			alg = "ED25519_SHA_512"
+		case *sm.KeyMetadata.KeyId:
+			alg = "SM2DSA"
 		}
 		if _, err := ts.client.Sign(ctx, &kms.SignInput{KeyId: k, Message: []byte("m"), SigningAlgorithm: alg}); err != nil {
 			t.Fatal(err)
@@ -58,18 +67,29 @@ func TestNoPlaintextAsymmetricAtRest(t *testing.T) {
 	if len(scalar) != 32 {
 		t.Fatalf("P-256 scalar of %d bytes", len(scalar))
 	}
-	// The Ed25519 key was made in Go and sealed: its PKCS#8 and seed.
-	dk, _ := ts.node.Key(*ed.KeyMetadata.KeyId)
-	dm, _ := dk.CurrentMaterial()
-	der, err := ts.pool.Open(ctx, dm.Wrapped, dm.Sealed, privateKeyAAD(dk.ID))
-	if err != nil {
-		t.Fatal(err)
+	// The Ed25519 and SM2 keys were made in Go and sealed: their PKCS#8
+	// DER, the Ed25519 seed and the SM2 scalar.
+	unseal := func(id *string) []byte {
+		k, _ := ts.node.Key(*id)
+		m, _ := k.CurrentMaterial()
+		der, err := ts.pool.Open(ctx, m.Wrapped, m.Sealed, privateKeyAAD(k.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
 	}
+	der := unseal(ed.KeyMetadata.KeyId)
 	priv, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seed := priv.(ed25519.PrivateKey).Seed()
+	sm2DER := unseal(sm.KeyMetadata.KeyId)
+	sm2Priv, err := smx509.ParsePKCS8PrivateKey(sm2DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm2Scalar := sm2Priv.(*sm2.PrivateKey).D.FillBytes(make([]byte, 32))
 	mk, _ := ts.node.Key(*mac.KeyMetadata.KeyId)
 	mm, _ := mk.CurrentMaterial()
 	secret, err := ts.pool.UnsafeExportSecretForTest(ctx, mm.Wrapped)
@@ -77,7 +97,7 @@ func TestNoPlaintextAsymmetricAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets := map[string][]byte{"P-256 private scalar": scalar, "Ed25519 PKCS#8 private key": der,
-		"Ed25519 seed": seed, "HMAC secret": secret[:32]}
+		"Ed25519 seed": seed, "HMAC secret": secret[:32], "SM2 PKCS#8 private key": sm2DER, "SM2 private scalar": sm2Scalar}
 	if err := ts.node.Snapshot(); err != nil {
 		t.Fatal(err)
 	}

@@ -198,7 +198,7 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 			{"ML_DSA_44", "ENCRYPT_DECRYPT", "ValidationException"},
 			{"ECC_NIST_EDWARDS25519", "KEY_AGREEMENT", "ValidationException"},
 			{"SYMMETRIC_DEFAULT", "SIGN_VERIFY", "ValidationException"},
-			{"SM2", "SIGN_VERIFY", "UnsupportedOperationException"},
+			{"SM2", "GENERATE_VERIFY_MAC", "ValidationException"},
 			{"RSA_1024", "SIGN_VERIFY", "ValidationException"},
 		} {
 			_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: bad.spec, KeyUsage: bad.usage})
@@ -316,6 +316,8 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 		ml := f.key(t, "ML_DSA_44", "SIGN_VERIFY")
 		rs := f.key(t, "RSA_2048", "SIGN_VERIFY")
 		enc := f.key(t, "RSA_2048", "ENCRYPT_DECRYPT")
+		sm := f.key(t, "SM2", "SIGN_VERIFY")
+		smEnc := f.key(t, "SM2", "ENCRYPT_DECRYPT")
 		for _, c2 := range []struct {
 			name string
 			key  string
@@ -344,6 +346,14 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 			{"ml-dsa digest", ml, make([]byte, 64), "DIGEST", "ML_DSA_SHAKE_256", "ValidationException"},
 			{"ml-dsa mu 63 bytes", ml, make([]byte, 63), "EXTERNAL_MU", "ML_DSA_SHAKE_256", "ValidationException"},
 			{"encryption key", enc, []byte("m"), "RAW", "RSASSA_PSS_SHA_256", "InvalidKeyUsageException"},
+			{"sm2 raw 4096 bytes", sm, make([]byte, 4096), "RAW", "SM2DSA", ""},
+			{"sm2 raw 4097 bytes", sm, make([]byte, 4097), "RAW", "SM2DSA", "ValidationException"},
+			{"sm2 digest 32 bytes", sm, make([]byte, 32), "DIGEST", "SM2DSA", ""},
+			{"sm2 digest 31 bytes", sm, make([]byte, 31), "DIGEST", "SM2DSA", "ValidationException"},
+			{"sm2 digest 33 bytes", sm, make([]byte, 33), "DIGEST", "SM2DSA", "ValidationException"},
+			{"sm2 external mu", sm, make([]byte, 64), "EXTERNAL_MU", "SM2DSA", "ValidationException"},
+			{"ecdsa on sm2 key", sm, []byte("m"), "RAW", "ECDSA_SHA_256", "InvalidKeyUsageException"},
+			{"sm2 encryption key", smEnc, []byte("m"), "RAW", "SM2DSA", "InvalidKeyUsageException"},
 			{"symmetric key", f.ts.createKey(t), []byte("m"), "RAW", "RSASSA_PSS_SHA_256", "InvalidKeyUsageException"},
 		} {
 			_, err := c.Sign(ctx, &kms.SignInput{KeyId: aws.String(c2.key), Message: c2.msg, MessageType: c2.mt, SigningAlgorithm: c2.alg})
@@ -622,9 +632,7 @@ func testAsymmetricKeys(t *testing.T, sealAll bool) {
 			}
 			checkKeyPair(t, string(spec), d.Plaintext, w.PublicKey)
 		}
-		_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "SM2"})
-		wantAPIError(t, err, "UnsupportedOperationException")
-		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "RSA_1024"})
+		_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "RSA_1024"})
 		wantAPIError(t, err, "ValidationException")
 		asym := f.key(t, "RSA_2048", "ENCRYPT_DECRYPT")
 		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &asym, KeyPairSpec: "ECC_NIST_P256"})
@@ -1076,15 +1084,13 @@ func TestSpecUsageMatrix(t *testing.T) {
 		"ECC_SECG_P256K1": {"SIGN_VERIFY"}, "ECC_NIST_EDWARDS25519": {"SIGN_VERIFY"},
 		"ML_DSA_44": {"SIGN_VERIFY"}, "ML_DSA_65": {"SIGN_VERIFY"}, "ML_DSA_87": {"SIGN_VERIFY"},
 		"HMAC_224": {"GENERATE_VERIFY_MAC"}, "HMAC_256": {"GENERATE_VERIFY_MAC"}, "HMAC_384": {"GENERATE_VERIFY_MAC"}, "HMAC_512": {"GENERATE_VERIFY_MAC"},
+		"SM2": {"ENCRYPT_DECRYPT", "SIGN_VERIFY", "KEY_AGREEMENT"},
 	}
 	for _, spec := range keySpecs {
 		for _, usage := range keyUsages {
 			err := checkSpecUsage(spec, usage)
 			want := ""
-			switch {
-			case spec == "SM2":
-				want = errUnsupported
-			case !oneOf(usage, allowed[spec]):
+			if !oneOf(usage, allowed[spec]) {
 				want = errValidation
 			}
 			got := ""

@@ -22,6 +22,8 @@ import (
 	mldsax509 "filippo.io/mldsa/x509"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
@@ -39,8 +41,8 @@ import (
 // is the private key wrapped by the domain key, and every private-key
 // operation runs in the HSM on an unwrapped session object.
 //
-// The other private keys (Ed25519, ML-DSA, and any the token cannot make or
-// wrap) are generated in Go and stored sealed: Material.Wrapped is an AES-256 key made in the HSM and wrapped by
+// The other private keys (Ed25519, ML-DSA, SM2, and any the token cannot
+// make or wrap) are generated in Go and stored sealed: Material.Wrapped is an AES-256 key made in the HSM and wrapped by
 // the domain key (as for symmetric keys), Material.Sealed is the PKCS#8 DER
 // private key sealed under it by the HSM's AES-GCM with the key id as AAD.
 // An operation that needs the private key unseals it in the HSM, uses it in
@@ -63,6 +65,7 @@ const (
 	famEd25519
 	famMLDSA
 	famHMAC
+	famSM2 // SM2 (sm2p256v1; github.com/emmansun/gmsm)
 )
 
 // specInfo describes one KeySpec: its key usages and, per usage, the
@@ -71,7 +74,7 @@ type specInfo struct {
 	family  keyFamily
 	usages  []string
 	bits    int            // RSA
-	curve   elliptic.Curve // NIST curves
+	curve   elliptic.Curve // NIST curves and SM2
 	sigAlgs []string
 	encAlgs []string
 	macAlgs []string
@@ -89,11 +92,11 @@ var (
 	usagesNIST    = []string{usageSignVerify, usageKeyAgreement}
 	usagesSign    = []string{usageSignVerify}
 	usagesMAC     = []string{usageMAC}
+	usagesSM2     = []string{usageEncryptDecrypt, usageSignVerify, usageKeyAgreement}
 	usagesSymOnly = []string{usageEncryptDecrypt}
 )
 
-// specs lists every KeySpec kmsd makes. SM2 is absent: kmsd does not
-// support it (README).
+// specs lists every KeySpec kmsd makes.
 var specs = map[string]specInfo{
 	specSymmetricDefault:    {family: famSymmetric, usages: usagesSymOnly, encAlgs: []string{specSymmetricDefault}},
 	"RSA_2048":              {family: famRSA, usages: usagesRSA, bits: 2048, sigAlgs: rsaSigAlgs, encAlgs: rsaEncAlgs},
@@ -111,6 +114,7 @@ var specs = map[string]specInfo{
 	"HMAC_256":              {family: famHMAC, usages: usagesMAC, macAlgs: []string{"HMAC_SHA_256"}, hmac: hsmpool.SHA256, keyLen: 32},
 	"HMAC_384":              {family: famHMAC, usages: usagesMAC, macAlgs: []string{"HMAC_SHA_384"}, hmac: hsmpool.SHA384, keyLen: 48},
 	"HMAC_512":              {family: famHMAC, usages: usagesMAC, macAlgs: []string{"HMAC_SHA_512"}, hmac: hsmpool.SHA512, keyLen: 64},
+	"SM2":                   {family: famSM2, usages: usagesSM2, curve: sm2.P256(), sigAlgs: []string{"SM2DSA"}, encAlgs: []string{"SM2PKE"}},
 }
 
 // checkSpecUsage validates a CreateKey's KeySpec and KeyUsage pair.
@@ -211,8 +215,8 @@ var (
 
 // hsmSpec is the HSM key pair of a key spec and usage, for the specs whose
 // private key can live in the HSM: RSA, the NIST curves and secp256k1.
-// Ed25519 (SoftHSM2 2.6 cannot wrap EdDSA keys) and ML-DSA (no PKCS#11
-// mechanism) always take the Go path.
+// Ed25519 (SoftHSM2 2.6 cannot wrap EdDSA keys), ML-DSA and SM2 (no
+// PKCS#11 mechanism) always take the Go path.
 func hsmSpec(spec, usage string) (hsmpool.KeyPairSpec, bool) {
 	info := specs[spec]
 	use := hsmpool.UseSign
@@ -321,6 +325,8 @@ func wipePrivate(k crypto.Signer) {
 		clear(k)
 	case *secpKey:
 		k.priv.Zero()
+	case *sm2.PrivateKey:
+		zero(k.D)
 	}
 }
 
@@ -378,6 +384,8 @@ func generateKeyPair(spec string) (priv, pub []byte, err error) {
 		}
 	case famMLDSA:
 		key, err = mldsa.GenerateKey(info.mldsa())
+	case famSM2:
+		key, err = sm2.GenerateKey(rand.Reader)
 	default:
 		return nil, nil, fmt.Errorf("agent: no key pair of spec %s", spec)
 	}
@@ -407,6 +415,11 @@ func marshalPKCS8(key crypto.Signer) ([]byte, error) {
 		defer clear(inner)
 		return asn1.Marshal(pkcs8Key{Algorithm: algorithmIdentifier{oidECPublicKey, oidSecp256k1}, PrivateKey: inner})
 	}
+	if k, ok := key.(*sm2.PrivateKey); ok {
+		// id-ecPublicKey with the sm2p256v1 curve (1.2.156.10197.1.301),
+		// as OpenSSL writes SM2 keys.
+		return smx509.MarshalPKCS8PrivateKey(k)
+	}
 	return mldsax509.MarshalPKCS8PrivateKey(key)
 }
 
@@ -414,6 +427,9 @@ func marshalPublic(pub crypto.PublicKey) ([]byte, error) {
 	if p, ok := pub.(*secp256k1.PublicKey); ok {
 		return asn1.Marshal(subjectPublicKeyInfo{Algorithm: algorithmIdentifier{oidECPublicKey, oidSecp256k1},
 			PublicKey: asn1.BitString{Bytes: p.SerializeUncompressed(), BitLength: 65 * 8}})
+	}
+	if p, ok := pub.(*ecdsa.PublicKey); ok && sm2.IsSM2PublicKey(p) {
+		return smx509.MarshalPKIXPublicKey(p)
 	}
 	return mldsax509.MarshalPKIXPublicKey(pub)
 }
@@ -432,6 +448,13 @@ func parsePrivateKey(spec string, der []byte) (crypto.Signer, error) {
 		k := secp256k1.PrivKeyFromBytes(ec.PrivateKey)
 		clear(ec.PrivateKey)
 		return &secpKey{priv: k}, nil
+	}
+	if specs[spec].family == famSM2 {
+		k, err := smx509.ParsePKCS8PrivateKey(der)
+		if p, ok := k.(*sm2.PrivateKey); err == nil && ok {
+			return p, nil
+		}
+		return nil, errors.New("agent: bad SM2 PKCS#8 key")
 	}
 	k, err := mldsax509.ParsePKCS8PrivateKey(der)
 	if err != nil {
@@ -452,6 +475,13 @@ func parsePublicKey(spec string, der []byte) (crypto.PublicKey, error) {
 			return nil, errors.New("agent: bad secp256k1 public key")
 		}
 		return secp256k1.ParsePubKey(spki.PublicKey.RightAlign())
+	}
+	if specs[spec].family == famSM2 {
+		k, err := smx509.ParsePKIXPublicKey(der)
+		if p, ok := k.(*ecdsa.PublicKey); err == nil && ok && sm2.IsSM2PublicKey(p) {
+			return p, nil
+		}
+		return nil, errors.New("agent: bad SM2 public key")
 	}
 	return mldsax509.ParsePKIXPublicKey(der)
 }

@@ -3,13 +3,11 @@ package agent
 import (
 	"context"
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha512"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,14 +15,18 @@ import (
 	"filippo.io/mldsa"
 	"filippo.io/mldsa/mldsacrypto"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	gmecdh "github.com/emmansun/gmsm/ecdh"
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
 	"github.com/kmsd/kmsd/internal/mldsamu"
+	"github.com/kmsd/kmsd/internal/sm2pke"
 	"github.com/kmsd/kmsd/quota"
 )
 
-// Sign, Verify, GetPublicKey, DeriveSharedSecret, RSA Encrypt and Decrypt,
+// Sign, Verify, GetPublicKey, DeriveSharedSecret, RSA and SM2 Encrypt and Decrypt,
 // GenerateDataKeyPair(WithoutPlaintext). See asymkey.go for how private
 // keys are kept.
 
@@ -38,7 +40,13 @@ const (
 	messageDigest          = "DIGEST"
 	messageExternalMu      = "EXTERNAL_MU"
 	externalMuLen          = 64
+	sm2DigestLen           = 32 // SM3
+	maxSM2PKEPlaintext     = 1024
 )
+
+// sm2DefaultID is the distinguishing ID AWS KMS puts in the SM2DSA digest
+// of a RAW message (GM/T 0009-2012's default; AWS takes no other).
+var sm2DefaultID = []byte("1234567812345678")
 
 var (
 	signingAlgorithms = []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
@@ -80,6 +88,7 @@ const (
 	sigEd25519
 	sigEd25519ph
 	sigMLDSA
+	sigSM2
 )
 
 type sigAlg struct {
@@ -87,7 +96,7 @@ type sigAlg struct {
 	hash crypto.Hash
 }
 
-// sigAlgs are the signing algorithms kmsd runs (SM2DSA is not one).
+// sigAlgs are the signing algorithms kmsd runs.
 var sigAlgs = map[string]sigAlg{
 	"RSASSA_PSS_SHA_256":        {sigPSS, crypto.SHA256},
 	"RSASSA_PSS_SHA_384":        {sigPSS, crypto.SHA384},
@@ -101,6 +110,7 @@ var sigAlgs = map[string]sigAlg{
 	"ED25519_SHA_512":           {sigEd25519, crypto.SHA512},
 	"ED25519_PH_SHA_512":        {sigEd25519ph, crypto.SHA512},
 	"ML_DSA_SHAKE_256":          {sigMLDSA, 0},
+	"SM2DSA":                    {sigSM2, 0}, // SM3, see signInput and sm2Digest
 }
 
 // quotaAfterKey lists the operations whose request quota depends on the
@@ -168,7 +178,8 @@ type verifyResponse struct {
 // signSetup validates a Sign or Verify request and returns its key,
 // algorithm, message type and the value the algorithm signs: the digest
 // for RSA and ECDSA, the message for Ed25519 and ML-DSA, SHA-512 of the
-// message for Ed25519ph (HashEdDSA's prehash), μ for EXTERNAL_MU.
+// message for Ed25519ph (HashEdDSA's prehash), μ for EXTERNAL_MU, and for
+// SM2DSA e = SM3(Z || M) (or the given e with DIGEST).
 func (s *Server) signSetup(r *request, in *signRequest, verify bool) (*cluster.Key, sigAlg, string, []byte, error) {
 	var zero sigAlg
 	if in.KeyId == nil {
@@ -220,6 +231,11 @@ func (s *Server) signSetup(r *request, in *signRequest, verify bool) (*cluster.K
 	if err != nil {
 		return nil, zero, "", nil, err
 	}
+	if alg.kind == sigSM2 && mt == messageRaw {
+		if input, err = s.sm2Digest(k, input); err != nil {
+			return nil, zero, "", nil, err
+		}
+	}
 	return k, alg, mt, input, nil
 }
 
@@ -261,6 +277,16 @@ func signInput(name string, alg sigAlg, mt string, msg []byte) ([]byte, error) {
 			return msg, nil
 		}
 		return nil, apiErr(errValidation, "Signing algorithm %s does not accept MessageType %s; use RAW or EXTERNAL_MU.", name, mt)
+	case sigSM2:
+		switch mt {
+		case messageRaw:
+			return msg, nil // the caller hashes it with Z: sm2Digest
+		case messageDigest:
+			if len(msg) != sm2DigestLen {
+				return nil, apiErr(errValidation, "Digest is invalid length for algorithm %s.", name)
+			}
+			return msg, nil
+		}
 	}
 	return nil, apiErr(errValidation, "MessageType %s is valid only with ML_DSA_SHAKE_256.", mt)
 }
@@ -353,6 +379,21 @@ func opVerify(s *Server, r *request) (any, error) {
 	return &verifyResponse{KeyId: k.Arn, SignatureValid: true, SigningAlgorithm: *in.SigningAlgorithm}, nil
 }
 
+// sm2Digest is SM2DSA's e = SM3(Z || msg) for k's public key, with Z made
+// from the default distinguishing ID (GM/T 0003.2 §5.5, GM/T 0009 §8): what
+// AWS KMS signs for MessageType RAW, and what DIGEST expects.
+func (s *Server) sm2Digest(k *cluster.Key, msg []byte) ([]byte, error) {
+	pub, err := s.publicKey(k)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := pub.(*ecdsa.PublicKey)
+	if !ok || !sm2.IsSM2PublicKey(p) {
+		return nil, fmt.Errorf("agent: %s has no SM2 public key", k.ID)
+	}
+	return sm2.CalculateSM2Hash(p, msg, sm2DefaultID)
+}
+
 func (s *Server) publicKey(k *cluster.Key) (crypto.PublicKey, error) {
 	m, ok := k.CurrentMaterial()
 	if !ok || len(m.Public) == 0 {
@@ -371,6 +412,9 @@ func verifySignature(pub crypto.PublicKey, alg sigAlg, input, sig []byte) bool {
 			return rsa.VerifyPKCS1v15(p, alg.hash, input, sig) == nil
 		}
 	case *ecdsa.PublicKey:
+		if sm2.IsSM2PublicKey(p) {
+			return alg.kind == sigSM2 && sm2.VerifyASN1(p, input, sig)
+		}
 		return alg.kind == sigECDSA && ecdsa.VerifyASN1(p, input, sig)
 	case *secp256k1.PublicKey:
 		return alg.kind == sigECDSA && secpVerify(p, input, sig)
@@ -477,22 +521,14 @@ func opDeriveSharedSecret(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	peerAny, err := x509.ParsePKIXPublicKey(in.PublicKey)
+	peer, err := peerPoint(k, in.PublicKey)
 	if err != nil {
-		return nil, apiErr(errValidation, "PublicKey is not a DER-encoded X.509 SubjectPublicKeyInfo of an elliptic curve key.")
-	}
-	peer, ok := peerAny.(*ecdsa.PublicKey)
-	if !ok || peer.Curve != specs[k.KeySpec].curve {
-		return nil, apiErr(errValidation, "PublicKey must be a point on the curve of %s (%s).", k.Arn, k.KeySpec)
-	}
-	peerECDH, err := peer.ECDH()
-	if err != nil {
-		return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
+		return nil, err
 	}
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	secret, err := s.derive(r.ctx, k, peerECDH)
+	secret, err := s.derive(r.ctx, k, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -500,71 +536,166 @@ func opDeriveSharedSecret(s *Server, r *request) (any, error) {
 	return &deriveSharedSecretResponse{KeyId: k.Arn, SharedSecret: secret, KeyAgreementAlgorithm: "ECDH", KeyOrigin: k.Origin}, nil
 }
 
-// derive computes the ECDH shared secret of k and peer: in the HSM for
-// keys made there, else with the unsealed key in Go.
-func (s *Server) derive(ctx context.Context, k *cluster.Key, peer *ecdh.PublicKey) ([]byte, error) {
+// peerPoint parses a DeriveSharedSecret peer key (DER SubjectPublicKeyInfo)
+// and returns its uncompressed point, checked to lie on k's curve (a NIST
+// curve or SM2's sm2p256v1).
+func peerPoint(k *cluster.Key, der []byte) ([]byte, error) {
+	// smx509 reads the NIST curves as crypto/x509 does, and SM2's.
+	peerAny, err := smx509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, apiErr(errValidation, "PublicKey is not a DER-encoded X.509 SubjectPublicKeyInfo of an elliptic curve key.")
+	}
+	peer, ok := peerAny.(*ecdsa.PublicKey)
+	if !ok || peer.Curve != specs[k.KeySpec].curve {
+		return nil, apiErr(errValidation, "PublicKey must be a point on the curve of %s (%s).", k.Arn, k.KeySpec)
+	}
+	var point interface{ Bytes() []byte }
+	if specs[k.KeySpec].family == famSM2 {
+		point, err = sm2.PublicKeyToECDH(peer)
+	} else {
+		point, err = peer.ECDH()
+	}
+	if err != nil {
+		return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
+	}
+	return point.Bytes(), nil
+}
+
+// derive computes the ECDH shared secret (the x-coordinate) of k and the
+// peer's uncompressed point: in the HSM for keys made there, else with the
+// unsealed key in Go (crypto/ecdh, or gmsm's ecdh for SM2).
+func (s *Server) derive(ctx context.Context, k *cluster.Key, peer []byte) ([]byte, error) {
 	if m, ok := k.CurrentMaterial(); ok && m.Form == cluster.MaterialHSMPrivate {
 		size := (specs[k.KeySpec].curve.Params().BitSize + 7) / 8
-		return s.pool.DeriveECDH(ctx, m.Wrapped, peer.Bytes(), size)
+		return s.pool.DeriveECDH(ctx, m.Wrapped, peer, size)
 	}
 	key, wipe, err := s.privateKey(ctx, k)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe()
-	priv, ok := key.(*ecdsa.PrivateKey)
-	if !ok {
+	var secret []byte
+	switch priv := key.(type) {
+	case *sm2.PrivateKey:
+		mine, e := priv.ECDH()
+		secret, err = ecdhSecret(mine, e, gmecdh.P256().NewPublicKey, peer)
+	case *ecdsa.PrivateKey:
+		mine, e := priv.ECDH()
+		secret, err = ecdhSecret(mine, e, ecdhCurve(k.KeySpec).NewPublicKey, peer)
+	default:
 		return nil, apiErr(errInvalidKeyUsage, "%s cannot derive a shared secret.", k.Arn)
 	}
-	privECDH, err := priv.ECDH()
+	return secret, err
+}
+
+// ecdhSecret is mine's ECDH secret with the peer's uncompressed point, for
+// crypto/ecdh keys and gmsm's (SM2) alike. err is the error of making mine
+// and comes back as it is; a peer point the curve refuses is
+// ValidationException.
+func ecdhSecret[Pub any, Priv interface{ ECDH(Pub) ([]byte, error) }](mine Priv, err error, newPublic func([]byte) (Pub, error), peer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret, err := privECDH.ECDH(peer)
-	if err != nil {
-		return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
+	if theirs, err := newPublic(peer); err == nil {
+		if secret, err := mine.ECDH(theirs); err == nil {
+			return secret, nil
+		}
 	}
-	return secret, nil
+	return nil, apiErr(errValidation, "PublicKey is not a valid point on its curve.")
 }
 
-// ---- RSA Encrypt and Decrypt -----------------------------------------------
+// ---- RSA and SM2 Encrypt and Decrypt ----------------------------------------
 
-// rsaEncryptionKey resolves id and reports whether it names an RSA
+// asymEncryptionKey resolves id and reports whether it names an RSA or SM2
 // ENCRYPT_DECRYPT key. Resolution errors are left to the symmetric path,
 // which reports them.
-func (s *Server) rsaEncryptionKey(r *request, id *string) (*cluster.Key, bool) {
+func (s *Server) asymEncryptionKey(r *request, id *string) (*cluster.Key, bool) {
 	if id == nil {
 		return nil, false
 	}
 	k, err := s.keyFor(r, *id, true)
-	if err != nil || specs[k.KeySpec].family != famRSA || k.KeyUsage != usageEncryptDecrypt {
+	if err != nil || k.KeyUsage != usageEncryptDecrypt {
 		return nil, false
 	}
-	return k, true
+	f := specs[k.KeySpec].family
+	return k, f == famRSA || f == famSM2
 }
 
-// oaep returns the hash of an RSAES_OAEP algorithm (also used for MGF1).
-func oaep(k *cluster.Key, alg *string) (crypto.Hash, string, error) {
+// encAlg is an asymmetric encryption algorithm: RSAES_OAEP_SHA_1 or
+// RSAES_OAEP_SHA_256 (hash is the OAEP and MGF1 hash) or SM2PKE (hash 0).
+type encAlg struct {
+	name string
+	hash crypto.Hash
+}
+
+// asymEncAlg returns k's algorithm named by alg: one of the key spec's, else
+// InvalidKeyUsageException for a known name and ValidationException for
+// an unknown one.
+func asymEncAlg(k *cluster.Key, alg *string) (encAlg, error) {
 	name := specSymmetricDefault
 	if alg != nil {
 		name = *alg
 	}
-	switch name {
-	case "RSAES_OAEP_SHA_1":
-		return crypto.SHA1, name, nil
-	case "RSAES_OAEP_SHA_256":
-		return crypto.SHA256, name, nil
-	case specSymmetricDefault, "SM2PKE":
-		return 0, "", apiErr(errInvalidKeyUsage, "Algorithm %s is incompatible with key spec %s.", name, k.KeySpec)
+	if oneOf(name, specs[k.KeySpec].encAlgs) {
+		switch name {
+		case "RSAES_OAEP_SHA_1":
+			return encAlg{name, crypto.SHA1}, nil
+		case "RSAES_OAEP_SHA_256":
+			return encAlg{name, crypto.SHA256}, nil
+		}
+		return encAlg{name: name}, nil
 	}
-	return 0, "", validationEnum("encryptionAlgorithm", name, "SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE")
+	switch name {
+	case specSymmetricDefault, "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE":
+		return encAlg{}, apiErr(errInvalidKeyUsage, "Algorithm %s is incompatible with key spec %s.", name, k.KeySpec)
+	}
+	return encAlg{}, validationEnum("encryptionAlgorithm", name, "SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE")
 }
 
 // maxOAEPPlaintext is the guide's plaintext limit: k - 2·hLen - 2 bytes
 // (RSA_2048: 214 with SHA-1, 190 with SHA-256).
 func maxOAEPPlaintext(bits int, h crypto.Hash) int { return bits/8 - 2*h.Size() - 2 }
 
-func (s *Server) encryptRSA(r *request, in *encryptRequest, k *cluster.Key) (any, error) {
+// maxAsymPlaintext is the Encrypt plaintext limit of a key of spec with a:
+// the OAEP limit for RSA, 1024 bytes for SM2PKE (API model).
+func maxAsymPlaintext(spec string, a encAlg) int {
+	if specs[spec].family == famSM2 {
+		return maxSM2PKEPlaintext
+	}
+	return maxOAEPPlaintext(specs[spec].bits, a.hash)
+}
+
+// asymCiphertextWellFormed checks what can be checked of a ciphertext
+// without the private key: an RSA ciphertext is as long as the modulus, an
+// SM2PKE one is GM/T 0009's ASN.1 SEQUENCE (C1C3C2), as AWS takes it.
+func asymCiphertextWellFormed(spec string, ct []byte) bool {
+	if specs[spec].family == famSM2 {
+		_, _, _, _, err := sm2pke.Unmarshal(ct)
+		return err == nil
+	}
+	return len(ct) == specs[spec].bits/8
+}
+
+// asymEncrypt encrypts pt with k's public key.
+func (s *Server) asymEncrypt(k *cluster.Key, a encAlg, pt []byte) ([]byte, error) {
+	pubAny, err := s.publicKey(k)
+	if err != nil {
+		return nil, err
+	}
+	switch pub := pubAny.(type) {
+	case *rsa.PublicKey:
+		if a.hash != 0 {
+			return rsa.EncryptOAEP(a.hash.New(), rand.Reader, pub, pt, nil)
+		}
+	case *ecdsa.PublicKey:
+		if a.name == "SM2PKE" {
+			return sm2pke.Encrypt(rand.Reader, pub, pt)
+		}
+	}
+	return nil, apiErr(errInvalidKeyUsage, "Algorithm %s is incompatible with key spec %s.", a.name, k.KeySpec)
+}
+
+func (s *Server) encryptAsymmetric(r *request, in *encryptRequest, k *cluster.Key) (any, error) {
 	if err := s.allowKeyQuota(r.op, k.KeySpec); err != nil {
 		return nil, err
 	}
@@ -574,36 +705,28 @@ func (s *Server) encryptRSA(r *request, in *encryptRequest, k *cluster.Key) (any
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
-	h, name, err := oaep(k, in.EncryptionAlgorithm)
+	a, err := asymEncAlg(k, in.EncryptionAlgorithm)
 	if err != nil {
 		return nil, err
 	}
 	if len(in.EncryptionContext) > 0 {
 		return nil, apiErr(errValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
 	}
-	if n := maxOAEPPlaintext(specs[k.KeySpec].bits, h); len(in.Plaintext) > n {
-		return nil, apiErr(errValidation, "Plaintext is %d bytes; %s with %s encrypts at most %d.", len(in.Plaintext), k.KeySpec, name, n)
+	if n := maxAsymPlaintext(k.KeySpec, a); len(in.Plaintext) > n {
+		return nil, apiErr(errValidation, "Plaintext is %d bytes; %s with %s encrypts at most %d.", len(in.Plaintext), k.KeySpec, a.name, n)
 	}
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	pubAny, err := s.publicKey(k)
-	if err != nil {
-		return nil, err
-	}
-	pub, ok := pubAny.(*rsa.PublicKey)
-	if !ok {
-		return nil, apiErr(errInvalidKeyUsage, "%s is not an RSA key.", k.Arn)
-	}
-	ct, err := rsa.EncryptOAEP(h.New(), rand.Reader, pub, in.Plaintext, nil)
+	ct, err := s.asymEncrypt(k, a, in.Plaintext)
 	if err != nil {
 		return nil, err
 	}
 	s.usage.record(k.ID, r)
-	return &encryptResponse{CiphertextBlob: ct, KeyId: k.Arn, EncryptionAlgorithm: name}, nil
+	return &encryptResponse{CiphertextBlob: ct, KeyId: k.Arn, EncryptionAlgorithm: a.name}, nil
 }
 
-func (s *Server) decryptRSA(r *request, in *decryptRequest, k *cluster.Key) (any, error) {
+func (s *Server) decryptAsymmetric(r *request, in *decryptRequest, k *cluster.Key) (any, error) {
 	if err := s.allowKeyQuota(r.op, k.KeySpec); err != nil {
 		return nil, err
 	}
@@ -613,7 +736,7 @@ func (s *Server) decryptRSA(r *request, in *decryptRequest, k *cluster.Key) (any
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
-	h, name, err := oaep(k, in.EncryptionAlgorithm)
+	a, err := asymEncAlg(k, in.EncryptionAlgorithm)
 	if err != nil {
 		return nil, err
 	}
@@ -623,89 +746,105 @@ func (s *Server) decryptRSA(r *request, in *decryptRequest, k *cluster.Key) (any
 	if in.Recipient != nil {
 		return nil, apiErr(errUnsupported, "Recipient (Nitro Enclaves attestation) is not supported by kmsd.")
 	}
-	if len(in.CiphertextBlob) != specs[k.KeySpec].bits/8 {
+	if !asymCiphertextWellFormed(k.KeySpec, in.CiphertextBlob) {
 		return nil, invalidCiphertext
 	}
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	pt, err := s.decryptOAEP(r.ctx, k, h, in.CiphertextBlob)
-	if errors.Is(err, hsmpool.ErrAuthFailed) {
-		return nil, invalidCiphertext
-	}
+	pt, err := s.asymDecrypt(r.ctx, k, a, in.CiphertextBlob)
 	if err != nil {
 		return nil, err
 	}
 	s.usage.record(k.ID, r)
-	return &decryptResponse{KeyId: k.Arn, Plaintext: pt, EncryptionAlgorithm: name}, nil
+	return &decryptResponse{KeyId: k.Arn, Plaintext: pt, EncryptionAlgorithm: a.name}, nil
 }
 
-// decryptOAEP decrypts ct with k's private key: in the HSM for keys made
-// there, else with the unsealed key in Go. A ciphertext that does not
-// decrypt is hsmpool.ErrAuthFailed either way.
-func (s *Server) decryptOAEP(ctx context.Context, k *cluster.Key, h crypto.Hash, ct []byte) ([]byte, error) {
+// asymDecrypt decrypts ct with k's private key: in the HSM for keys made
+// there, else with the unsealed key in Go (RSA-OAEP, or SM2PKE with
+// internal/sm2pke). A ciphertext that does not decrypt is
+// InvalidCiphertextException either way.
+func (s *Server) asymDecrypt(ctx context.Context, k *cluster.Key, a encAlg, ct []byte) ([]byte, error) {
+	var pt []byte
+	var err error
 	if m, ok := k.CurrentMaterial(); ok && m.Form == cluster.MaterialHSMPrivate {
-		return s.pool.DecryptOAEP(ctx, m.Wrapped, specs[k.KeySpec].bits, h, ct)
+		pt, err = s.pool.DecryptOAEP(ctx, m.Wrapped, specs[k.KeySpec].bits, a.hash, ct)
+	} else {
+		pt, err = s.decryptSealed(ctx, k, a, ct)
 	}
+	if errors.Is(err, hsmpool.ErrAuthFailed) || errors.Is(err, sm2pke.ErrDecrypt) {
+		return nil, invalidCiphertext
+	}
+	return pt, err
+}
+
+func (s *Server) decryptSealed(ctx context.Context, k *cluster.Key, a encAlg, ct []byte) ([]byte, error) {
 	key, wipe, err := s.privateKey(ctx, k)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe()
-	priv, ok := key.(*rsa.PrivateKey)
-	if !ok {
-		return nil, hsmpool.ErrAuthFailed
+	switch priv := key.(type) {
+	case *rsa.PrivateKey:
+		if a.hash != 0 {
+			pt, err := rsa.DecryptOAEP(a.hash.New(), nil, priv, ct, nil)
+			if err != nil {
+				return nil, hsmpool.ErrAuthFailed
+			}
+			return pt, nil
+		}
+	case *sm2.PrivateKey:
+		if a.name == "SM2PKE" {
+			d := priv.D.FillBytes(make([]byte, sm2DigestLen))
+			defer clear(d)
+			return sm2pke.Decrypt(d, ct)
+		}
 	}
-	pt, err := rsa.DecryptOAEP(h.New(), nil, priv, ct, nil)
-	if err != nil {
-		return nil, hsmpool.ErrAuthFailed
-	}
-	return pt, nil
+	return nil, hsmpool.ErrAuthFailed
 }
 
-// reEncryptInvolvesRSA reports whether the source or destination key of a
-// ReEncrypt is an RSA ENCRYPT_DECRYPT key.
-func (s *Server) reEncryptInvolvesRSA(r *request, in *reEncryptRequest) bool {
-	_, src := s.rsaEncryptionKey(r, in.SourceKeyId)
-	_, dst := s.rsaEncryptionKey(r, in.DestinationKeyId)
+// reEncryptInvolvesAsymmetric reports whether the source or destination
+// key of a ReEncrypt is an RSA or SM2 ENCRYPT_DECRYPT key.
+func (s *Server) reEncryptInvolvesAsymmetric(r *request, in *reEncryptRequest) bool {
+	_, src := s.asymEncryptionKey(r, in.SourceKeyId)
+	_, dst := s.asymEncryptionKey(r, in.DestinationKeyId)
 	return src || dst
 }
 
-// reEncryptRSA is ReEncrypt where the source or the destination (or both)
-// is an RSA key: an RSA source needs SourceKeyId and
-// SourceEncryptionAlgorithm, an RSA destination DestinationEncryptionAlgorithm,
-// and neither takes an encryption context, as in AWS. The plaintext never
-// leaves the server.
-func (s *Server) reEncryptRSA(r *request, in *reEncryptRequest) (any, error) {
-	srcRSA, isSrcRSA := s.rsaEncryptionKey(r, in.SourceKeyId)
-	dstRSA, isDstRSA := s.rsaEncryptionKey(r, in.DestinationKeyId)
+// reEncryptAsymmetric is ReEncrypt where the source or the destination (or
+// both) is an RSA or SM2 key: an asymmetric source needs SourceKeyId and
+// SourceEncryptionAlgorithm, an asymmetric destination
+// DestinationEncryptionAlgorithm, and neither takes an encryption context,
+// as in AWS. The plaintext never leaves the server.
+func (s *Server) reEncryptAsymmetric(r *request, in *reEncryptRequest) (any, error) {
+	srcAsym, isSrcAsym := s.asymEncryptionKey(r, in.SourceKeyId)
+	dstAsym, isDstAsym := s.asymEncryptionKey(r, in.DestinationKeyId)
 	// ReEncrypt counts against the quota of each key's spec.
 	if s.quota != nil {
 		srcSpec, dstSpec := specSymmetricDefault, specSymmetricDefault
-		if isSrcRSA {
-			srcSpec = srcRSA.KeySpec
+		if isSrcAsym {
+			srcSpec = srcAsym.KeySpec
 		}
-		if isDstRSA {
-			dstSpec = dstRSA.KeySpec
+		if isDstAsym {
+			dstSpec = dstAsym.KeySpec
 		}
 		groups := append(append([]quota.Group(nil), quota.GroupFor(r.op, srcSpec)...), quota.GroupFor(r.op, dstSpec)...)
 		if err := s.quota.Allow(s.cfg.AccountID, groups...); err != nil {
 			return nil, err
 		}
 	}
-	var srcHash, dstHash crypto.Hash
-	var srcAlg, dstAlg string
+	var srcAlg, dstAlg encAlg
 	var src, dst *cluster.Key
 	var err error
-	if isSrcRSA {
-		src = srcRSA
+	if isSrcAsym {
+		src = srcAsym
 		if err := s.authorize(r, authReq{action: "ReEncryptFrom", key: src, grantTokens: in.GrantTokens}); err != nil {
 			return nil, err
 		}
 		if err := s.checkKeyState(r.op, src); err != nil {
 			return nil, err
 		}
-		if srcHash, srcAlg, err = oaep(src, in.SourceEncryptionAlgorithm); err != nil {
+		if srcAlg, err = asymEncAlg(src, in.SourceEncryptionAlgorithm); err != nil {
 			return nil, err
 		}
 		if len(in.SourceEncryptionContext) > 0 {
@@ -720,17 +859,17 @@ func (s *Server) reEncryptRSA(r *request, in *reEncryptRequest) (any, error) {
 				return nil, err
 			}
 		}
-		srcAlg = specSymmetricDefault
+		srcAlg.name = specSymmetricDefault
 	}
-	if isDstRSA {
-		dst = dstRSA
+	if isDstAsym {
+		dst = dstAsym
 		if err := s.authorize(r, authReq{action: "ReEncryptTo", key: dst, grantTokens: in.GrantTokens}); err != nil {
 			return nil, err
 		}
 		if err := s.checkKeyState(r.op, dst); err != nil {
 			return nil, err
 		}
-		if dstHash, dstAlg, err = oaep(dst, in.DestinationEncryptionAlgorithm); err != nil {
+		if dstAlg, err = asymEncAlg(dst, in.DestinationEncryptionAlgorithm); err != nil {
 			return nil, err
 		}
 		if len(in.DestinationEncryptionContext) > 0 {
@@ -743,22 +882,18 @@ func (s *Server) reEncryptRSA(r *request, in *reEncryptRequest) (any, error) {
 		if dst, err = s.cryptoKey(r, in.DestinationKeyId, authReq{action: "ReEncryptTo", ec: in.DestinationEncryptionContext, ecOp: true, grantTokens: in.GrantTokens}); err != nil {
 			return nil, err
 		}
-		dstAlg = specSymmetricDefault
+		dstAlg.name = specSymmetricDefault
 	}
-	if isSrcRSA && len(in.CiphertextBlob) != specs[src.KeySpec].bits/8 {
+	if isSrcAsym && !asymCiphertextWellFormed(src.KeySpec, in.CiphertextBlob) {
 		return nil, invalidCiphertext
 	}
 	if in.DryRun {
 		return nil, dryRunOK
 	}
-	out := &reEncryptResponse{SourceEncryptionAlgorithm: srcAlg, DestinationEncryptionAlgorithm: dstAlg}
+	out := &reEncryptResponse{SourceEncryptionAlgorithm: srcAlg.name, DestinationEncryptionAlgorithm: dstAlg.name}
 	var pt []byte
-	if isSrcRSA {
-		pt, err = s.decryptOAEP(r.ctx, src, srcHash, in.CiphertextBlob)
-		if errors.Is(err, hsmpool.ErrAuthFailed) {
-			return nil, invalidCiphertext
-		}
-		if err != nil {
+	if isSrcAsym {
+		if pt, err = s.asymDecrypt(r.ctx, src, srcAlg, in.CiphertextBlob); err != nil {
 			return nil, err
 		}
 	} else {
@@ -770,19 +905,11 @@ func (s *Server) reEncryptRSA(r *request, in *reEncryptRequest) (any, error) {
 		out.SourceKeyMaterialId = materialID(m)
 	}
 	defer clear(pt)
-	if isDstRSA {
-		if n := maxOAEPPlaintext(specs[dst.KeySpec].bits, dstHash); len(pt) > n {
-			return nil, apiErr(errValidation, "The plaintext is %d bytes; %s with %s encrypts at most %d.", len(pt), dst.KeySpec, dstAlg, n)
+	if isDstAsym {
+		if n := maxAsymPlaintext(dst.KeySpec, dstAlg); len(pt) > n {
+			return nil, apiErr(errValidation, "The plaintext is %d bytes; %s with %s encrypts at most %d.", len(pt), dst.KeySpec, dstAlg.name, n)
 		}
-		pubAny, err := s.publicKey(dst)
-		if err != nil {
-			return nil, err
-		}
-		pub, ok := pubAny.(*rsa.PublicKey)
-		if !ok {
-			return nil, apiErr(errInvalidKeyUsage, "%s is not an RSA key.", dst.Arn)
-		}
-		if out.CiphertextBlob, err = rsa.EncryptOAEP(dstHash.New(), rand.Reader, pub, pt, nil); err != nil {
+		if out.CiphertextBlob, err = s.asymEncrypt(dst, dstAlg, pt); err != nil {
 			return nil, err
 		}
 	} else {
@@ -843,9 +970,6 @@ func (s *Server) generateDataKeyPair(r *request, withPlaintext bool) (any, error
 	k, err := s.cryptoKey(r, in.KeyId, authReq{ec: in.EncryptionContext, ecOp: true, grantTokens: in.GrantTokens})
 	if err != nil {
 		return nil, err
-	}
-	if spec == "SM2" {
-		return nil, apiErr(errUnsupported, "KeyPairSpec SM2 is not supported by kmsd.")
 	}
 	if err := s.allowKeyQuota(r.op, spec); err != nil {
 		return nil, err

@@ -65,8 +65,8 @@ func opEncrypt(s *Server, r *request) (any, error) {
 	if err := checkContext(in.EncryptionContext); err != nil {
 		return nil, err
 	}
-	if k, ok := s.rsaEncryptionKey(r, in.KeyId); ok {
-		return s.encryptRSA(r, &in, k)
+	if k, ok := s.asymEncryptionKey(r, in.KeyId); ok {
+		return s.encryptAsymmetric(r, &in, k)
 	}
 	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
 		return nil, err
@@ -103,8 +103,8 @@ func opDecrypt(s *Server, r *request) (any, error) {
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, err
 	}
-	if k, ok := s.rsaEncryptionKey(r, in.KeyId); ok {
-		return s.decryptRSA(r, &in, k)
+	if k, ok := s.asymEncryptionKey(r, in.KeyId); ok {
+		return s.decryptAsymmetric(r, &in, k)
 	}
 	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
 		return nil, err

@@ -23,8 +23,8 @@ func opReEncrypt(s *Server, r *request) (any, error) {
 	if err := checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, err
 	}
-	if s.reEncryptInvolvesRSA(r, &in) {
-		return s.reEncryptRSA(r, &in)
+	if s.reEncryptInvolvesAsymmetric(r, &in) {
+		return s.reEncryptAsymmetric(r, &in)
 	}
 	if err := s.allowKeyQuota(r.op, specSymmetricDefault); err != nil {
 		return nil, err

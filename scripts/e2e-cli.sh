@@ -194,6 +194,30 @@ if out=$(kms create-key --key-spec ECC_NIST_P384 --key-usage KEY_AGREEMENT 2>&1)
     cmp -s "$work/ss.kms" "$work/ss.openssl" && ok "derive-shared-secret matches openssl" || bad "derive-shared-secret differs from openssl"
   else bad "derive-shared-secret" "$out"; fi
 else bad "create-key ECC_NIST_P384 KEY_AGREEMENT" "$out"; fi
+# SM2 (China Regions only in AWS): SM2DSA signatures that openssl verifies with
+# the default distinguishing ID, and an openssl SM2PKE ciphertext kmsd decrypts.
+if out=$(kms create-key --key-spec SM2 --key-usage SIGN_VERIFY 2>&1); then
+  skey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  grep -q SM2DSA <<<"$out" && ok "create-key SM2 SIGN_VERIFY lists SM2DSA" || bad "create-key SM2 algorithms" "$out"
+  out=$(kms sign --key-id "$skey" --message "fileb://$work/pt" --message-type RAW --signing-algorithm SM2DSA 2>&1) \
+    && field "['Signature']" <<<"$out" | base64 -d >"$work/sm2.sig" && ok "sign SM2 SM2DSA" || bad "sign SM2" "$out"
+  out=$(kms verify --key-id "$skey" --message "fileb://$work/pt" --signing-algorithm SM2DSA --signature "fileb://$work/sm2.sig" 2>&1) \
+    && [ "$(field "['SignatureValid']" <<<"$out")" = True ] && ok "verify SM2" || bad "verify SM2" "$out"
+  if out=$(kms get-public-key --key-id "$skey" 2>&1) && [ "$(field "['KeySpec']" <<<"$out")" = SM2 ]; then
+    field "['PublicKey']" <<<"$out" | base64 -d >"$work/sm2pub.der"
+    openssl pkey -pubin -inform DER -in "$work/sm2pub.der" -text -noout 2>&1 | grep -q 'ASN1 OID: SM2' \
+      && ok "get-public-key SM2 (sm2p256v1 SubjectPublicKeyInfo)" || bad "get-public-key SM2 curve"
+    out=$(openssl pkeyutl -verify -pubin -keyform DER -inkey "$work/sm2pub.der" -rawin -in "$work/pt" -sigfile "$work/sm2.sig" \
+      -digest sm3 -pkeyopt distid:1234567812345678 2>&1) && ok "openssl verifies SM2DSA (distid 1234567812345678)" || bad "openssl verify SM2DSA" "$out"
+  else bad "get-public-key SM2" "$out"; fi
+else bad "create-key SM2 SIGN_VERIFY" "$out"; fi
+if out=$(kms create-key --key-spec SM2 --key-usage ENCRYPT_DECRYPT 2>&1); then
+  skey=$(field "['KeyMetadata']['KeyId']" <<<"$out")
+  kms get-public-key --key-id "$skey" | field "['PublicKey']" | base64 -d >"$work/sm2enc.der"
+  openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$work/sm2enc.der" -in "$work/pt" -out "$work/sm2.ct" 2>/dev/null
+  dec=$(kms decrypt --key-id "$skey" --encryption-algorithm SM2PKE --ciphertext-blob "fileb://$work/sm2.ct" 2>&1 | field "['Plaintext']" 2>/dev/null | base64 -d | base64 -w0)
+  [ -n "$dec" ] && [ "$dec" = "$(base64 -w0 <"$work/pt")" ] && ok "decrypt of an openssl SM2PKE ciphertext" || bad "decrypt SM2PKE"
+else bad "create-key SM2 ENCRYPT_DECRYPT" "$out"; fi
 # A data key pair: the private key decrypts and openssl reads it.
 if out=$(kms generate-data-key-pair --key-id "$key" --key-pair-spec ECC_NIST_P256 2>&1); then
   field "['PrivateKeyCiphertextBlob']" <<<"$out" | base64 -d >"$work/dkp.ct"
