@@ -157,6 +157,7 @@ type request struct {
 	at        time.Time // when the request arrived
 	op        string
 	body      []byte
+	bodyValid bool // body decoded: one valid JSON value (the audit filter skips its check)
 	principal string
 	akid      string
 	// http is the fasthttp request (valid until the handler returns).
@@ -371,7 +372,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, r, start, err)
 		return
 	}
-	b, err := json.Marshal(out)
+	b, buf, err := encodeResponse(out)
 	wipeResponse(out)
 	if err != nil {
 		s.writeError(ctx, r, start, err)
@@ -380,7 +381,27 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	s.auditCall(ctx, r, b, nil)
 	ctx.SetBody(b)
 	clear(b)
+	if buf != nil {
+		*buf = b[:0]
+		respBufs.Put(buf)
+	}
 	s.metrics.observe(op, "ok", start)
+}
+
+// respBufs holds the buffers hot responses are encoded into (cleared
+// before they are put back: a response may carry a data key).
+var respBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// encodeResponse encodes out as JSON: a hot response shape into a pooled
+// buffer (returned as buf, for the caller to clear and put back), any
+// other through encoding/json (buf nil).
+func encodeResponse(out any) (b []byte, buf *[]byte, err error) {
+	if a, ok := out.(jsonAppender); ok {
+		buf = respBufs.Get().(*[]byte)
+		return a.appendJSON((*buf)[:0]), buf, nil
+	}
+	b, err = json.Marshal(out)
+	return b, nil, err
 }
 
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, r *request, start time.Time, err error) {
@@ -412,6 +433,10 @@ func decode(r *request, v any) error {
 	if len(body) == 0 {
 		return nil
 	}
+	if fd, ok := v.(fastDecoder); ok && fd.decodeFast(body) {
+		r.bodyValid = true
+		return nil
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
@@ -419,6 +444,7 @@ func decode(r *request, v any) error {
 		}
 		return &APIError{Type: errSerialization, Message: "The request body is not valid JSON.", Status: 400}
 	}
+	r.bodyValid = true
 	return nil
 }
 

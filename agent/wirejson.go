@@ -1,0 +1,382 @@
+package agent
+
+import (
+	"encoding/base64"
+	"encoding/json"
+)
+
+// Hand-written JSON for the request and response shapes of the hot
+// operations (GenerateDataKey*, Encrypt, Decrypt), without reflection.
+//
+// A fast decoder accepts only the common form of a body: AWS's member
+// names spelled exactly, each once, strings of printable ASCII without
+// escapes, base64 that decodes, plain integers. It reports false on
+// anything else, and decode then runs encoding/json, whose results and
+// errors stay the reference (SerializationException, AWS's messages). What
+// the fast path accepts is valid JSON and decodes to what encoding/json
+// would give (FuzzWireJSON checks both). The encoders give exactly
+// encoding/json's bytes.
+
+// fastDecoder is a request shape with a fast decoder. On false, the value
+// is left zeroed (any decoded secret wiped) for encoding/json to fill.
+type fastDecoder interface {
+	decodeFast(body []byte) bool
+}
+
+// jsonAppender is a response shape that appends its JSON encoding, the
+// bytes json.Marshal gives, to b.
+type jsonAppender interface {
+	appendJSON(b []byte) []byte
+}
+
+// jscan is a strict scanner over one JSON body.
+type jscan struct {
+	b []byte
+	i int
+}
+
+func (s *jscan) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips whitespace and consumes c if it comes next.
+func (s *jscan) next(c byte) bool {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// end reports whether only whitespace is left.
+func (s *jscan) end() bool {
+	s.ws()
+	return s.i == len(s.b)
+}
+
+// str scans a string of printable ASCII without escapes and returns its
+// contents (aliasing the body).
+func (s *jscan) str() ([]byte, bool) {
+	if !s.next('"') {
+		return nil, false
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1], true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+func (s *jscan) strValue() (*string, bool) {
+	v, ok := s.str()
+	if !ok {
+		return nil, false
+	}
+	out := string(v)
+	return &out, true
+}
+
+// blob scans a base64 string into a new slice (never nil), as encoding/json
+// decodes a []byte member.
+func (s *jscan) blob() ([]byte, bool) {
+	v, ok := s.str()
+	if !ok {
+		return nil, false
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
+	n, err := base64.StdEncoding.Decode(out, v)
+	if err != nil {
+		clear(out)
+		return nil, false
+	}
+	return out[:n], true
+}
+
+// int scans an integer of at most 18 digits (no fraction, exponent or
+// leading zero).
+func (s *jscan) int() (*int64, bool) {
+	s.ws()
+	neg := s.i < len(s.b) && s.b[s.i] == '-'
+	if neg {
+		s.i++
+	}
+	start := s.i
+	var v int64
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		v = v*10 + int64(s.b[s.i]-'0')
+		s.i++
+	}
+	n := s.i - start
+	if n == 0 || n > 18 || (n > 1 && s.b[start] == '0') {
+		return nil, false
+	}
+	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return nil, false
+	}
+	if neg {
+		v = -v
+	}
+	return &v, true
+}
+
+func (s *jscan) bool() (bool, bool) {
+	s.ws()
+	rest := s.b[s.i:]
+	switch {
+	case len(rest) >= 4 && string(rest[:4]) == "true":
+		s.i += 4
+		return true, true
+	case len(rest) >= 5 && string(rest[:5]) == "false":
+		s.i += 5
+		return false, true
+	}
+	return false, false
+}
+
+// object scans an object, calling member for each member name with the
+// scanner at the value, which member must consume.
+func (s *jscan) object(member func(name []byte) bool) bool {
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return true
+	}
+	for {
+		name, ok := s.str()
+		if !ok || !s.next(':') || !member(name) {
+			return false
+		}
+		if s.next('}') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// context scans an encryption context: an object of strings.
+func (s *jscan) context() (map[string]string, bool) {
+	m := map[string]string{}
+	ok := s.object(func(k []byte) bool {
+		v, ok := s.str()
+		if ok {
+			m[string(k)] = string(v)
+		}
+		return ok
+	})
+	return m, ok
+}
+
+// strings scans an array of strings (never nil).
+func (s *jscan) strings() ([]string, bool) {
+	if !s.next('[') {
+		return nil, false
+	}
+	out := []string{}
+	if s.next(']') {
+		return out, true
+	}
+	for {
+		v, ok := s.str()
+		if !ok {
+			return nil, false
+		}
+		out = append(out, string(v))
+		if s.next(']') {
+			return out, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// members scans body, a JSON object, handing each member to field by its
+// index in names (each name at most once); false on anything else.
+func scanMembers(body []byte, names []string, field func(s *jscan, i int) bool) bool {
+	s := jscan{b: body}
+	var seen uint32
+	ok := s.object(func(name []byte) bool {
+		for i, n := range names {
+			if string(name) == n {
+				if seen&(1<<i) != 0 {
+					return false
+				}
+				seen |= 1 << i
+				return field(&s, i)
+			}
+		}
+		return false
+	})
+	return ok && s.end()
+}
+
+var generateDataKeyMembers = []string{"KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "DryRun"}
+
+func (in *generateDataKeyRequest) decodeFast(body []byte) bool {
+	ok := scanMembers(body, generateDataKeyMembers, func(s *jscan, i int) (ok bool) {
+		switch i {
+		case 0:
+			in.KeyId, ok = s.strValue()
+		case 1:
+			in.EncryptionContext, ok = s.context()
+		case 2:
+			in.NumberOfBytes, ok = s.int()
+		case 3:
+			in.KeySpec, ok = s.strValue()
+		case 4:
+			in.GrantTokens, ok = s.strings()
+		case 5:
+			in.DryRun, ok = s.bool()
+		}
+		return ok
+	})
+	if !ok {
+		*in = generateDataKeyRequest{}
+	}
+	return ok
+}
+
+var encryptMembers = []string{"KeyId", "Plaintext", "EncryptionContext", "GrantTokens", "EncryptionAlgorithm", "DryRun"}
+
+func (in *encryptRequest) decodeFast(body []byte) bool {
+	ok := scanMembers(body, encryptMembers, func(s *jscan, i int) (ok bool) {
+		switch i {
+		case 0:
+			in.KeyId, ok = s.strValue()
+		case 1:
+			in.Plaintext, ok = s.blob()
+		case 2:
+			in.EncryptionContext, ok = s.context()
+		case 3:
+			in.GrantTokens, ok = s.strings()
+		case 4:
+			in.EncryptionAlgorithm, ok = s.strValue()
+		case 5:
+			in.DryRun, ok = s.bool()
+		}
+		return ok
+	})
+	if !ok {
+		clear(in.Plaintext)
+		*in = encryptRequest{}
+	}
+	return ok
+}
+
+var decryptMembers = []string{"CiphertextBlob", "EncryptionContext", "GrantTokens", "KeyId", "EncryptionAlgorithm", "DryRun"}
+
+func (in *decryptRequest) decodeFast(body []byte) bool {
+	ok := scanMembers(body, decryptMembers, func(s *jscan, i int) (ok bool) {
+		switch i {
+		case 0:
+			in.CiphertextBlob, ok = s.blob()
+		case 1:
+			in.EncryptionContext, ok = s.context()
+		case 2:
+			in.GrantTokens, ok = s.strings()
+		case 3:
+			in.KeyId, ok = s.strValue()
+		case 4:
+			in.EncryptionAlgorithm, ok = s.strValue()
+		case 5:
+			in.DryRun, ok = s.bool()
+		}
+		return ok
+	})
+	if !ok {
+		*in = decryptRequest{}
+	}
+	return ok
+}
+
+// appendJSONString appends s as encoding/json encodes a string.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // escapes, HTML-safe form, invalid UTF-8
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONBlob appends p as encoding/json encodes a []byte: base64, or
+// null for nil.
+func appendJSONBlob(b, p []byte) []byte {
+	if p == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, p)
+	return append(b, '"')
+}
+
+func (o *generateDataKeyResponse) appendJSON(b []byte) []byte {
+	if o == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, `{"CiphertextBlob":`...)
+	b = appendJSONBlob(b, o.CiphertextBlob)
+	if len(o.Plaintext) > 0 {
+		b = append(b, `,"Plaintext":`...)
+		b = appendJSONBlob(b, o.Plaintext)
+	}
+	b = append(b, `,"KeyId":`...)
+	b = appendJSONString(b, o.KeyId)
+	if o.KeyMaterialId != "" {
+		b = append(b, `,"KeyMaterialId":`...)
+		b = appendJSONString(b, o.KeyMaterialId)
+	}
+	return append(b, '}')
+}
+
+func (o *encryptResponse) appendJSON(b []byte) []byte {
+	if o == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, `{"CiphertextBlob":`...)
+	b = appendJSONBlob(b, o.CiphertextBlob)
+	b = append(b, `,"KeyId":`...)
+	b = appendJSONString(b, o.KeyId)
+	b = append(b, `,"EncryptionAlgorithm":`...)
+	b = appendJSONString(b, o.EncryptionAlgorithm)
+	return append(b, '}')
+}
+
+func (o *decryptResponse) appendJSON(b []byte) []byte {
+	if o == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, `{"KeyId":`...)
+	b = appendJSONString(b, o.KeyId)
+	b = append(b, `,"Plaintext":`...)
+	b = appendJSONBlob(b, o.Plaintext)
+	b = append(b, `,"EncryptionAlgorithm":`...)
+	b = appendJSONString(b, o.EncryptionAlgorithm)
+	if o.KeyMaterialId != "" {
+		b = append(b, `,"KeyMaterialId":`...)
+		b = appendJSONString(b, o.KeyMaterialId)
+	}
+	return append(b, '}')
+}
