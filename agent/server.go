@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kmsd/kmsd/agent/audit"
@@ -315,7 +314,7 @@ const targetPrefix = "TrentService."
 
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	reqID := uuid.NewString()
+	reqID := audit.NewUUID()
 	ctx.Response.Header.Set("x-amzn-RequestId", reqID)
 	ctx.SetContentType("application/x-amz-json-1.1")
 	// r describes the call (for the audit log too) as far as it is known.

@@ -88,7 +88,17 @@ func (s *jscan) strValue() (*string, bool) {
 	if !ok {
 		return nil, false
 	}
-	out := string(v)
+	var out string
+	switch string(v) { // the common enum values need no copy
+	case specSymmetricDefault:
+		out = specSymmetricDefault
+	case "AES_256":
+		out = "AES_256"
+	case "AES_128":
+		out = "AES_128"
+	default:
+		out = string(v)
+	}
 	return &out, true
 }
 
@@ -149,40 +159,64 @@ func (s *jscan) bool() (bool, bool) {
 	return false, false
 }
 
-// object scans an object, calling member for each member name with the
-// scanner at the value, which member must consume.
-func (s *jscan) object(member func(name []byte) bool) bool {
-	if !s.next('{') {
-		return false
+// member advances to the next member of the object being scanned (its
+// '{' on the first call, n counting the members so far): it returns the
+// member's index in names, with the scanner at its value, or -1 after the
+// closing '}'. ok is false on bad syntax and on a name not in names or
+// already seen.
+func (s *jscan) member(names []string, seen *uint32, n *int) (i int, ok bool) {
+	if *n == 0 && !s.next('{') {
+		return 0, false
 	}
 	if s.next('}') {
-		return true
+		return -1, true
 	}
-	for {
-		name, ok := s.str()
-		if !ok || !s.next(':') || !member(name) {
-			return false
-		}
-		if s.next('}') {
-			return true
-		}
-		if !s.next(',') {
-			return false
+	if *n > 0 && !s.next(',') {
+		return 0, false
+	}
+	*n++
+	name, ok := s.str()
+	if !ok || !s.next(':') {
+		return 0, false
+	}
+	for i, nm := range names {
+		if string(name) == nm {
+			if *seen&(1<<i) != 0 {
+				return 0, false
+			}
+			*seen |= 1 << i
+			return i, true
 		}
 	}
+	return 0, false
 }
 
 // context scans an encryption context: an object of strings.
 func (s *jscan) context() (map[string]string, bool) {
+	if !s.next('{') {
+		return nil, false
+	}
 	m := map[string]string{}
-	ok := s.object(func(k []byte) bool {
-		v, ok := s.str()
-		if ok {
-			m[string(k)] = string(v)
+	if s.next('}') {
+		return m, true
+	}
+	for {
+		k, ok := s.str()
+		if !ok || !s.next(':') {
+			return nil, false
 		}
-		return ok
-	})
-	return m, ok
+		v, ok := s.str()
+		if !ok {
+			return nil, false
+		}
+		m[string(k)] = string(v)
+		if s.next('}') {
+			return m, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
 }
 
 // strings scans an array of strings (never nil).
@@ -209,103 +243,101 @@ func (s *jscan) strings() ([]string, bool) {
 	}
 }
 
-// members scans body, a JSON object, handing each member to field by its
-// index in names (each name at most once); false on anything else.
-func scanMembers(body []byte, names []string, field func(s *jscan, i int) bool) bool {
-	s := jscan{b: body}
-	var seen uint32
-	ok := s.object(func(name []byte) bool {
-		for i, n := range names {
-			if string(name) == n {
-				if seen&(1<<i) != 0 {
-					return false
-				}
-				seen |= 1 << i
-				return field(&s, i)
-			}
-		}
-		return false
-	})
-	return ok && s.end()
-}
-
 var generateDataKeyMembers = []string{"KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "DryRun"}
 
 func (in *generateDataKeyRequest) decodeFast(body []byte) bool {
-	ok := scanMembers(body, generateDataKeyMembers, func(s *jscan, i int) (ok bool) {
-		switch i {
-		case 0:
+	s, seen, n := jscan{b: body}, uint32(0), 0
+	for {
+		i, ok := s.member(generateDataKeyMembers, &seen, &n)
+		switch {
+		case !ok:
+		case i < 0:
+			if s.end() {
+				return true
+			}
+		case i == 0:
 			in.KeyId, ok = s.strValue()
-		case 1:
+		case i == 1:
 			in.EncryptionContext, ok = s.context()
-		case 2:
+		case i == 2:
 			in.NumberOfBytes, ok = s.int()
-		case 3:
+		case i == 3:
 			in.KeySpec, ok = s.strValue()
-		case 4:
+		case i == 4:
 			in.GrantTokens, ok = s.strings()
-		case 5:
+		case i == 5:
 			in.DryRun, ok = s.bool()
 		}
-		return ok
-	})
-	if !ok {
-		*in = generateDataKeyRequest{}
+		if !ok || i < 0 {
+			*in = generateDataKeyRequest{}
+			return false
+		}
 	}
-	return ok
 }
 
 var encryptMembers = []string{"KeyId", "Plaintext", "EncryptionContext", "GrantTokens", "EncryptionAlgorithm", "DryRun"}
 
 func (in *encryptRequest) decodeFast(body []byte) bool {
-	ok := scanMembers(body, encryptMembers, func(s *jscan, i int) (ok bool) {
-		switch i {
-		case 0:
+	s, seen, n := jscan{b: body}, uint32(0), 0
+	for {
+		i, ok := s.member(encryptMembers, &seen, &n)
+		switch {
+		case !ok:
+		case i < 0:
+			if s.end() {
+				return true
+			}
+		case i == 0:
 			in.KeyId, ok = s.strValue()
-		case 1:
+		case i == 1:
 			in.Plaintext, ok = s.blob()
-		case 2:
+		case i == 2:
 			in.EncryptionContext, ok = s.context()
-		case 3:
+		case i == 3:
 			in.GrantTokens, ok = s.strings()
-		case 4:
+		case i == 4:
 			in.EncryptionAlgorithm, ok = s.strValue()
-		case 5:
+		case i == 5:
 			in.DryRun, ok = s.bool()
 		}
-		return ok
-	})
-	if !ok {
-		clear(in.Plaintext)
-		*in = encryptRequest{}
+		if !ok || i < 0 {
+			clear(in.Plaintext)
+			*in = encryptRequest{}
+			return false
+		}
 	}
-	return ok
 }
 
 var decryptMembers = []string{"CiphertextBlob", "EncryptionContext", "GrantTokens", "KeyId", "EncryptionAlgorithm", "DryRun"}
 
 func (in *decryptRequest) decodeFast(body []byte) bool {
-	ok := scanMembers(body, decryptMembers, func(s *jscan, i int) (ok bool) {
-		switch i {
-		case 0:
+	s, seen, n := jscan{b: body}, uint32(0), 0
+	for {
+		i, ok := s.member(decryptMembers, &seen, &n)
+		switch {
+		case !ok:
+		case i < 0:
+			if s.end() {
+				return true
+			}
+		case i == 0:
 			in.CiphertextBlob, ok = s.blob()
-		case 1:
+		case i == 1:
 			in.EncryptionContext, ok = s.context()
-		case 2:
+		case i == 2:
 			in.GrantTokens, ok = s.strings()
-		case 3:
+		case i == 3:
 			in.KeyId, ok = s.strValue()
-		case 4:
+		case i == 4:
 			in.EncryptionAlgorithm, ok = s.strValue()
-		case 5:
+		case i == 5:
 			in.DryRun, ok = s.bool()
 		}
-		return ok
-	})
-	if !ok {
-		*in = decryptRequest{}
+		if !ok || i < 0 {
+			*in = decryptRequest{}
+			return false
+		}
 	}
-	return ok
 }
 
 // appendJSONString appends s as encoding/json encodes a string.
