@@ -159,38 +159,6 @@ func (s *jscan) bool() (bool, bool) {
 	return false, false
 }
 
-// member advances to the next member of the object being scanned (its
-// '{' on the first call, n counting the members so far): it returns the
-// member's index in names, with the scanner at its value, or -1 after the
-// closing '}'. ok is false on bad syntax and on a name not in names or
-// already seen.
-func (s *jscan) member(names []string, seen *uint32, n *int) (i int, ok bool) {
-	if *n == 0 && !s.next('{') {
-		return 0, false
-	}
-	if s.next('}') {
-		return -1, true
-	}
-	if *n > 0 && !s.next(',') {
-		return 0, false
-	}
-	*n++
-	name, ok := s.str()
-	if !ok || !s.next(':') {
-		return 0, false
-	}
-	for i, nm := range names {
-		if string(name) == nm {
-			if *seen&(1<<i) != 0 {
-				return 0, false
-			}
-			*seen |= 1 << i
-			return i, true
-		}
-	}
-	return 0, false
-}
-
 // context scans an encryption context: an object of strings.
 func (s *jscan) context() (map[string]string, bool) {
 	if !s.next('{') {
@@ -243,101 +211,89 @@ func (s *jscan) strings() ([]string, bool) {
 	}
 }
 
-var generateDataKeyMembers = []string{"KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "DryRun"}
+// member is a member a fast decoder takes: its name and where its value
+// goes (a **string, *[]byte, *map[string]string, **int64, *[]string or
+// *bool).
+type member struct {
+	name string
+	to   any
+}
+
+// decodeMembers decodes body, one JSON object whose members are all in ms,
+// each at most once.
+func decodeMembers(body []byte, ms []member) bool {
+	s := jscan{b: body}
+	if !s.next('{') {
+		return false
+	}
+	var seen uint32
+	for n := 0; ; n++ {
+		if s.next('}') {
+			return s.end()
+		}
+		if n > 0 && !s.next(',') {
+			return false
+		}
+		name, ok := s.str()
+		if !ok || !s.next(':') {
+			return false
+		}
+		i := 0
+		for i < len(ms) && ms[i].name != string(name) {
+			i++
+		}
+		if i == len(ms) || seen&(1<<i) != 0 || !s.value(ms[i].to) {
+			return false
+		}
+		seen |= 1 << i
+	}
+}
+
+// value scans a value into to (see member).
+func (s *jscan) value(to any) (ok bool) {
+	switch p := to.(type) {
+	case **string:
+		*p, ok = s.strValue()
+	case *[]byte:
+		*p, ok = s.blob()
+	case *map[string]string:
+		*p, ok = s.context()
+	case **int64:
+		*p, ok = s.int()
+	case *[]string:
+		*p, ok = s.strings()
+	case *bool:
+		*p, ok = s.bool()
+	}
+	return ok
+}
 
 func (in *generateDataKeyRequest) decodeFast(body []byte) bool {
-	s, seen, n := jscan{b: body}, uint32(0), 0
-	for {
-		i, ok := s.member(generateDataKeyMembers, &seen, &n)
-		switch {
-		case !ok:
-		case i < 0:
-			if s.end() {
-				return true
-			}
-		case i == 0:
-			in.KeyId, ok = s.strValue()
-		case i == 1:
-			in.EncryptionContext, ok = s.context()
-		case i == 2:
-			in.NumberOfBytes, ok = s.int()
-		case i == 3:
-			in.KeySpec, ok = s.strValue()
-		case i == 4:
-			in.GrantTokens, ok = s.strings()
-		case i == 5:
-			in.DryRun, ok = s.bool()
-		}
-		if !ok || i < 0 {
-			*in = generateDataKeyRequest{}
-			return false
-		}
+	if decodeMembers(body, []member{{"KeyId", &in.KeyId}, {"EncryptionContext", &in.EncryptionContext},
+		{"NumberOfBytes", &in.NumberOfBytes}, {"KeySpec", &in.KeySpec}, {"GrantTokens", &in.GrantTokens}, {"DryRun", &in.DryRun}}) {
+		return true
 	}
+	*in = generateDataKeyRequest{}
+	return false
 }
-
-var encryptMembers = []string{"KeyId", "Plaintext", "EncryptionContext", "GrantTokens", "EncryptionAlgorithm", "DryRun"}
 
 func (in *encryptRequest) decodeFast(body []byte) bool {
-	s, seen, n := jscan{b: body}, uint32(0), 0
-	for {
-		i, ok := s.member(encryptMembers, &seen, &n)
-		switch {
-		case !ok:
-		case i < 0:
-			if s.end() {
-				return true
-			}
-		case i == 0:
-			in.KeyId, ok = s.strValue()
-		case i == 1:
-			in.Plaintext, ok = s.blob()
-		case i == 2:
-			in.EncryptionContext, ok = s.context()
-		case i == 3:
-			in.GrantTokens, ok = s.strings()
-		case i == 4:
-			in.EncryptionAlgorithm, ok = s.strValue()
-		case i == 5:
-			in.DryRun, ok = s.bool()
-		}
-		if !ok || i < 0 {
-			clear(in.Plaintext)
-			*in = encryptRequest{}
-			return false
-		}
+	if decodeMembers(body, []member{{"KeyId", &in.KeyId}, {"Plaintext", &in.Plaintext}, {"EncryptionContext", &in.EncryptionContext},
+		{"GrantTokens", &in.GrantTokens}, {"EncryptionAlgorithm", &in.EncryptionAlgorithm}, {"DryRun", &in.DryRun}}) {
+		return true
 	}
+	clear(in.Plaintext)
+	*in = encryptRequest{}
+	return false
 }
 
-var decryptMembers = []string{"CiphertextBlob", "EncryptionContext", "GrantTokens", "KeyId", "EncryptionAlgorithm", "DryRun"}
-
 func (in *decryptRequest) decodeFast(body []byte) bool {
-	s, seen, n := jscan{b: body}, uint32(0), 0
-	for {
-		i, ok := s.member(decryptMembers, &seen, &n)
-		switch {
-		case !ok:
-		case i < 0:
-			if s.end() {
-				return true
-			}
-		case i == 0:
-			in.CiphertextBlob, ok = s.blob()
-		case i == 1:
-			in.EncryptionContext, ok = s.context()
-		case i == 2:
-			in.GrantTokens, ok = s.strings()
-		case i == 3:
-			in.KeyId, ok = s.strValue()
-		case i == 4:
-			in.EncryptionAlgorithm, ok = s.strValue()
-		case i == 5:
-			in.DryRun, ok = s.bool()
-		}
-		if !ok || i < 0 {
-			*in = decryptRequest{}
-			return false
-		}
+	if decodeMembers(body, []member{{"CiphertextBlob", &in.CiphertextBlob}, {"EncryptionContext", &in.EncryptionContext},
+		{"GrantTokens", &in.GrantTokens}, {"KeyId", &in.KeyId}, {"EncryptionAlgorithm", &in.EncryptionAlgorithm}, {"DryRun", &in.DryRun}}) {
+		return true
 	}
+	*in = decryptRequest{}
+	return false
 }
 
 // appendJSONString appends s as encoding/json encodes a string.
