@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -312,6 +313,15 @@ func (s *Server) Ready(ctx context.Context) error {
 
 const targetPrefix = "TrentService."
 
+// opNames interns the operation names: a request's target needs no copy.
+var opNames = func() map[string]string {
+	m := make(map[string]string, len(allOperations))
+	for _, n := range allOperations {
+		m[n] = n
+	}
+	return m
+}()
+
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	reqID := audit.NewUUID()
@@ -339,7 +349,12 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	}
 	r.principal = principal
 	target := ctx.Request.Header.Peek("X-Amz-Target")
-	op, ok := strings.CutPrefix(string(target), targetPrefix)
+	op, ok := "", false
+	if name, has := bytes.CutPrefix(target, []byte(targetPrefix)); has {
+		if op, ok = opNames[string(name)]; !ok {
+			op, ok = string(name), true
+		}
+	}
 	fn := s.ops[op]
 	if !ok {
 		if cop, isCluster := strings.CutPrefix(string(target), clusterPrefix); isCluster {
