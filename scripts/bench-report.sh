@@ -114,7 +114,7 @@ print(f"- Server side alone (in-process handler, signed requests, 64 concurrent,
       f"{a_off[0]/a_on[0]:.2f}x; ideal in-process twin {1e9/a_ideal[0]:,.0f}/s. Process CPU per request: {a_on[2]/1000:.1f} us with batching, "
       f"{a_off[2]/1000:.1f} us without ({a_off[2]/a_on[2]:.2f}x), {a_aud[2]/1000:.1f} us with batching and the audit log on.")
 print(f"- Allocations per request (`b.ReportAllocs`): GenerateDataKey {a_on[3]:.0f} with batching, {a_off[3]:.0f} without "
-      f"(one HSM operation each), {a_aud[3]:.0f} with the audit log on ({a_aud[1]:.1f} requests per HSM operation); the ideal twin {a_ideal[3]:.0f}.")
+      f"(one HSM operation per request), {a_aud[3]:.0f} with batching and the audit log on ({a_aud[1]:.1f} requests per HSM operation); the ideal twin {a_ideal[3]:.0f}.")
 print(f"- kmsd GenerateDataKey at {rps('gdk_on_raw'):,.0f} req/s would need {rps('gdk_on_raw')/(1e9/seal):.2f} of the raw HSM rate: "
       f"without batching one HSM operation per request would cap it at {1e9/seal:,.0f}/s.")
 PY
