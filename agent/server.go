@@ -404,7 +404,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 
 // respBufs holds the buffers hot responses are encoded into (cleared
 // before they are put back: a response may carry a data key).
-var respBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var respBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // encodeResponse encodes out as JSON: a hot response shape into a pooled
 // buffer (returned as buf, for the caller to clear and put back), any

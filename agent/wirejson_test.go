@@ -108,6 +108,26 @@ func TestWireJSON(t *testing.T) {
 	}
 }
 
+var wireSink []byte
+
+// TestAppendJSONGrowsOnce: a response encoder makes its room up front (one
+// allocation from an empty buffer, even for the largest responses), so no
+// half-written copy of a data key is left in a discarded array.
+func TestAppendJSONGrowsOnce(t *testing.T) {
+	pt := bytes.Repeat([]byte{0xa5}, maxPlaintext)
+	arn := "arn:aws:kms:us-east-1:111122223333:key/" + strings.Repeat("k", 2000)
+	for _, v := range []jsonAppender{
+		&generateDataKeyResponse{CiphertextBlob: pt, Plaintext: pt[:maxDataKeySize], KeyId: arn, KeyMaterialId: arn},
+		&encryptResponse{CiphertextBlob: pt, KeyId: arn, EncryptionAlgorithm: arn},
+		&decryptResponse{KeyId: arn, Plaintext: pt, EncryptionAlgorithm: arn, KeyMaterialId: arn},
+	} {
+		if n := testing.AllocsPerRun(10, func() { wireSink = v.appendJSON(nil) }); n != 1 {
+			t.Fatalf("%T: %v allocations, want 1", v, n)
+		}
+		checkAppendJSON(t, v)
+	}
+}
+
 // TestARNFields: arnFields, accountOf and arnResource split as
 // strings.SplitN(arn, ":", 6) does.
 func TestARNFields(t *testing.T) {
