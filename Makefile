@@ -46,7 +46,7 @@ scan:
 
 fuzz:
 	@set -e; for spec in \
-	  ./agent:FuzzParseBlob ./agent:FuzzRequest \
+	  ./agent:FuzzParseBlob ./agent:FuzzRequest ./agent:FuzzWireJSON \
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot ./cluster:FuzzMultiRegionCommands \
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
 	  ./agent/policy:FuzzParse ./agent:FuzzAsymRequest ./hsmpool:FuzzOAEPDecode \

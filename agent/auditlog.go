@@ -32,14 +32,11 @@ func (s *Server) auditCall(ctx *fasthttp.RequestCtx, r *request, resp []byte, ae
 		UserIdentity:       s.userIdentity(r),
 	}
 	if _, known := s.ops[op]; known {
-		ev.RequestParameters = audit.RequestParameters(op, r.body)
-		if resp != nil {
-			ev.ResponseElements = audit.ResponseElements(op, resp)
-			if len(r.resources) > 0 {
-				ev.ResponseElements = audit.WithKeyARN(op, ev.ResponseElements, r.resources[0])
-			}
-			ev.AdditionalEventData = audit.AdditionalEventData(op, resp)
+		keyARN := ""
+		if len(r.resources) > 0 {
+			keyARN = r.resources[0]
 		}
+		ev.SetCall(op, r.body, r.bodyValid, resp, keyARN)
 	} else if !strings.HasPrefix(op, clusterPrefix) {
 		ev.EventName = "" // not an operation: record the attempt, not the name
 	}
@@ -58,8 +55,7 @@ func (s *Server) userIdentity(r *request) audit.UserIdentity {
 	if r.principal == "" {
 		return u
 	}
-	parts := strings.SplitN(r.principal, ":", 6)
-	res := parts[len(parts)-1]
+	res := arnResource(r.principal)
 	switch {
 	case res == "root":
 		u.Type, u.PrincipalID = "Root", u.AccountID

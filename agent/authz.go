@@ -91,11 +91,33 @@ func (s *Server) rootArn() string { return "arn:" + s.partition + ":iam::" + s.c
 // accountOf returns the account id in a principal ARN
 // (arn:aws:iam::111122223333:user/x), or "".
 func accountOf(arn string) string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) < 6 {
+	f, n := arnFields(arn)
+	if n < 6 {
 		return ""
 	}
-	return parts[4]
+	return f[4]
+}
+
+// arnResource is what follows an ARN's fifth colon (the whole string
+// when it has fewer), as the last of strings.SplitN(arn, ":", 6).
+func arnResource(arn string) string {
+	f, n := arnFields(arn)
+	return f[n-1]
+}
+
+// arnFields splits arn as strings.SplitN(arn, ":", 6) does, without
+// allocating; n is how many of f are set.
+func arnFields(arn string) (f [6]string, n int) {
+	for n < 5 {
+		i := strings.IndexByte(arn, ':')
+		if i < 0 {
+			break
+		}
+		f[n], arn = arn[:i], arn[i+1:]
+		n++
+	}
+	f[n] = arn
+	return f, n + 1
 }
 
 // authorize returns nil when r's principal may do a, else

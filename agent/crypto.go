@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"sync"
 
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/hsmpool"
@@ -161,6 +162,29 @@ func materialID(m cluster.Material) string {
 	if m.ID != "" { // a multi-Region replica reports its primary's id
 		return m.ID
 	}
+	materialIDs.RLock()
+	id, ok := materialIDs.m[string(m.Wrapped)]
+	materialIDs.RUnlock()
+	if ok {
+		return id
+	}
 	h := sha256.Sum256(m.Wrapped)
-	return hex.EncodeToString(h[:])
+	id = hex.EncodeToString(h[:])
+	materialIDs.Lock()
+	if len(materialIDs.m) >= maxMaterialIDs {
+		clear(materialIDs.m)
+	}
+	materialIDs.m[string(m.Wrapped)] = id
+	materialIDs.Unlock()
+	return id
 }
+
+// materialIDs remembers materialID by wrapped material (not secret: the
+// domain key wraps it), so the hot operations hash it once, not per
+// request. It is a bounded memo: emptied when full.
+var materialIDs = struct {
+	sync.RWMutex
+	m map[string]string
+}{m: map[string]string{}}
+
+const maxMaterialIDs = 4096

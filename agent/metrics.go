@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,10 +25,20 @@ type metrics struct {
 	throttled *prometheus.CounterVec
 	denied    *prometheus.CounterVec
 	handler   fasthttp.RequestHandler
+	// ok holds the series of successful calls by operation, made on first
+	// use, so the hot path skips the label hashing of WithLabelValues.
+	okMu sync.RWMutex
+	ok   map[string]opSeries
+}
+
+// opSeries are an operation's series of successful calls.
+type opSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(s *Server) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), ok: map[string]opSeries{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kmsd_requests_total", Help: "API requests by operation and outcome (ok or the AWS error type).",
 	}, []string{"op", "code"})
@@ -122,6 +133,10 @@ func (m *metrics) observe(op, code string, start time.Time) {
 	if op == "" {
 		op = "unknown"
 	}
+	if code == "ok" {
+		m.observeOK(op, start)
+		return
+	}
 	m.requests.WithLabelValues(op, code).Inc()
 	switch code {
 	case errThrottling:
@@ -130,6 +145,21 @@ func (m *metrics) observe(op, code string, start time.Time) {
 		m.denied.WithLabelValues(op).Inc()
 	}
 	m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// observeOK counts a successful call to op and its latency.
+func (m *metrics) observeOK(op string, start time.Time) {
+	m.okMu.RLock()
+	ser, ok := m.ok[op]
+	m.okMu.RUnlock()
+	if !ok {
+		ser = opSeries{m.requests.WithLabelValues(op, "ok"), m.latency.WithLabelValues(op)}
+		m.okMu.Lock()
+		m.ok[op] = ser
+		m.okMu.Unlock()
+	}
+	ser.requests.Inc()
+	ser.latency.Observe(time.Since(start).Seconds())
 }
 
 // raftStateCollector reports kmsd_raft_state{state="Leader|Follower|..."}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -13,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kmsd/kmsd/agent/audit"
@@ -157,6 +157,7 @@ type request struct {
 	at        time.Time // when the request arrived
 	op        string
 	body      []byte
+	bodyValid bool // body decoded: one valid JSON value (the audit filter skips its check)
 	principal string
 	akid      string
 	// http is the fasthttp request (valid until the handler returns).
@@ -312,9 +313,18 @@ func (s *Server) Ready(ctx context.Context) error {
 
 const targetPrefix = "TrentService."
 
+// opNames interns the operation names: a request's target needs no copy.
+var opNames = func() map[string]string {
+	m := make(map[string]string, len(allOperations))
+	for _, n := range allOperations {
+		m[n] = n
+	}
+	return m
+}()
+
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	reqID := uuid.NewString()
+	reqID := audit.NewUUID()
 	ctx.Response.Header.Set("x-amzn-RequestId", reqID)
 	ctx.SetContentType("application/x-amz-json-1.1")
 	// r describes the call (for the audit log too) as far as it is known.
@@ -339,7 +349,12 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	}
 	r.principal = principal
 	target := ctx.Request.Header.Peek("X-Amz-Target")
-	op, ok := strings.CutPrefix(string(target), targetPrefix)
+	op, ok := "", false
+	if name, has := bytes.CutPrefix(target, []byte(targetPrefix)); has {
+		if op, ok = opNames[string(name)]; !ok {
+			op, ok = string(name), true
+		}
+	}
 	fn := s.ops[op]
 	if !ok {
 		if cop, isCluster := strings.CutPrefix(string(target), clusterPrefix); isCluster {
@@ -371,7 +386,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, r, start, err)
 		return
 	}
-	b, err := json.Marshal(out)
+	b, buf, err := encodeResponse(out)
 	wipeResponse(out)
 	if err != nil {
 		s.writeError(ctx, r, start, err)
@@ -380,7 +395,27 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	s.auditCall(ctx, r, b, nil)
 	ctx.SetBody(b)
 	clear(b)
+	if buf != nil {
+		*buf = b[:0]
+		respBufs.Put(buf)
+	}
 	s.metrics.observe(op, "ok", start)
+}
+
+// respBufs holds the buffers hot responses are encoded into (cleared
+// before they are put back: a response may carry a data key).
+var respBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// encodeResponse encodes out as JSON: a hot response shape into a pooled
+// buffer (returned as buf, for the caller to clear and put back), any
+// other through encoding/json (buf nil).
+func encodeResponse(out any) (b []byte, buf *[]byte, err error) {
+	if a, ok := out.(jsonAppender); ok {
+		buf = respBufs.Get().(*[]byte)
+		return a.appendJSON((*buf)[:0]), buf, nil
+	}
+	b, err = json.Marshal(out)
+	return b, nil, err
 }
 
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, r *request, start time.Time, err error) {
@@ -412,6 +447,10 @@ func decode(r *request, v any) error {
 	if len(body) == 0 {
 		return nil
 	}
+	if fd, ok := v.(fastDecoder); ok && fd.decodeFast(body) {
+		r.bodyValid = true
+		return nil
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
@@ -419,6 +458,7 @@ func decode(r *request, v any) error {
 		}
 		return &APIError{Type: errSerialization, Message: "The request body is not valid JSON.", Status: 400}
 	}
+	r.bodyValid = true
 	return nil
 }
 

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -42,9 +43,12 @@ func (c Config) Validate() error {
 
 // Batcher coalesces HSM work. Make one with New.
 type Batcher struct {
-	hsm    HSM
-	cfg    Config
-	groups sync.Map // string -> *group
+	hsm HSM
+	cfg Config
+	// groups are the coalescing units by name (groupName); looked up with
+	// a name built on the caller's stack, so a hit allocates nothing.
+	mu     sync.RWMutex
+	groups map[string]*group
 
 	stats struct {
 		ops, items atomic.Uint64
@@ -65,7 +69,7 @@ func New(hsm HSM, cfg Config) (*Batcher, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 10 * time.Second
 	}
-	return &Batcher{hsm: hsm, cfg: cfg}, nil
+	return &Batcher{hsm: hsm, cfg: cfg, groups: map[string]*group{}}, nil
 }
 
 // Stats counts HSM operations made and requests served by them; their
@@ -102,12 +106,32 @@ type group struct {
 	leading bool
 }
 
-func (b *Batcher) group(name string) *group {
-	if g, ok := b.groups.Load(name); ok {
-		return g.(*group)
+func (b *Batcher) group(name []byte) *group {
+	b.mu.RLock()
+	g := b.groups[string(name)]
+	b.mu.RUnlock()
+	if g != nil {
+		return g
 	}
-	g, _ := b.groups.LoadOrStore(name, &group{})
-	return g.(*group)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if g = b.groups[string(name)]; g == nil {
+		g = &group{}
+		b.groups[string(name)] = g
+	}
+	return g
+}
+
+// groupName appends the name of a coalescing unit to buf: kind ('n' for
+// NewKey, 'o' for OpenKey) and parts, each preceded by its length so that
+// no two lists of parts share a name.
+func groupName(buf []byte, kind byte, parts ...[]byte) []byte {
+	buf = append(buf, kind)
+	for _, p := range parts {
+		buf = binary.AppendUvarint(buf, uint64(len(p)))
+		buf = append(buf, p...)
+	}
+	return buf
 }
 
 // NewKey returns a fresh batch key, its sealed form (sealed by the HSM
@@ -122,7 +146,8 @@ func (b *Batcher) NewKey(ctx context.Context, material, aad []byte) (key, sealed
 		k, s, err := b.sealFresh(ctx, material, aad)
 		return k, s, 0, err
 	}
-	r := b.run(ctx, "n\x00"+string(aad)+"\x00"+string(material), func(ctx context.Context, ws []*waiter) {
+	var buf [256]byte
+	r := b.run(ctx, groupName(buf[:0], 'n', aad, material), func(ctx context.Context, ws []*waiter) {
 		k, s, err := b.sealFresh(ctx, material, aad)
 		for i, w := range ws {
 			if err != nil {
@@ -144,7 +169,8 @@ func (b *Batcher) OpenKey(ctx context.Context, material, sealed, aad []byte) ([]
 		b.stats.items.Add(1)
 		return b.hsm.Open(ctx, material, sealed, aad)
 	}
-	name := "o\x00" + string(aad) + "\x00" + string(sealed) + "\x00" + string(material)
+	var buf [256]byte
+	name := groupName(buf[:0], 'o', aad, sealed, material)
 	r := b.run(ctx, name, func(ctx context.Context, ws []*waiter) {
 		k, err := b.hsm.Open(ctx, material, sealed, aad)
 		for _, w := range ws {
@@ -179,7 +205,7 @@ func (b *Batcher) sealFresh(ctx context.Context, material, aad []byte) ([]byte, 
 // run queues the caller in group name and returns its result. The first
 // caller of an idle group leads: it drains the queue (up to MaxBatch), runs
 // op for that batch, and hands the lead to the next queued waiter.
-func (b *Batcher) run(ctx context.Context, name string, op func(context.Context, []*waiter)) result {
+func (b *Batcher) run(ctx context.Context, name []byte, op func(context.Context, []*waiter)) result {
 	g := b.group(name)
 	w := &waiter{done: make(chan struct{})}
 	g.mu.Lock()
@@ -265,16 +291,16 @@ func (b *Batcher) abandon(g *group, w *waiter) bool {
 	return false
 }
 
-func (b *Batcher) dropIdle(name string) {
-	v, ok := b.groups.Load(name)
-	if !ok {
+func (b *Batcher) dropIdle(name []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := b.groups[string(name)]
+	if g == nil {
 		return
 	}
-	g := v.(*group)
 	g.mu.Lock()
-	idle := !g.leading && len(g.queue) == 0
-	if idle {
-		b.groups.Delete(name)
+	if !g.leading && len(g.queue) == 0 {
+		delete(b.groups, string(name))
 	}
 	g.mu.Unlock()
 }

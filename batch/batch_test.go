@@ -107,7 +107,7 @@ func TestCoalescing(t *testing.T) {
 		}()
 	}
 	// Wait until all 63 are queued behind the leader.
-	g := b.group("n\x00hdr\x00" + string(m))
+	g := b.group(groupName(nil, 'n', []byte("hdr"), m))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		g.mu.Lock()
@@ -222,7 +222,7 @@ func TestCancelWhileQueued(t *testing.T) {
 		_, _, _, err := b.NewKey(ctx, m, []byte("h"))
 		errc <- err
 	}()
-	g := b.group("n\x00h\x00" + string(m))
+	g := b.group(groupName(nil, 'n', []byte("h"), m))
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		g.mu.Lock()
 		q := len(g.queue)
@@ -306,4 +306,23 @@ func benchNewKey(b *testing.B, maxBatch int) {
 	})
 	st := bt.Stats()
 	b.ReportMetric(float64(st.Items)/float64(max(st.HSMOps, 1)), "items/hsmop")
+}
+
+// TestGroupName: the name of a coalescing unit tells its parts apart
+// wherever the bytes fall, so requests for different keys never share one.
+func TestGroupName(t *testing.T) {
+	names := map[string]bool{}
+	for _, parts := range [][][]byte{
+		{[]byte("ab"), []byte("c")}, {[]byte("a"), []byte("bc")}, {[]byte("abc"), nil}, {nil, []byte("abc")},
+		{[]byte("a\x00"), []byte("b")}, {[]byte("a"), []byte("\x00b")},
+	} {
+		n := string(groupName(nil, 'n', parts...))
+		if names[n] {
+			t.Fatalf("parts %q share the name %q with another list", parts, n)
+		}
+		names[n] = true
+		if o := string(groupName(nil, 'o', parts...)); names[o] {
+			t.Fatalf("an OpenKey name equals a NewKey name: %q", o)
+		}
+	}
 }

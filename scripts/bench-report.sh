@@ -36,7 +36,7 @@ echo "running: raw HSM rate" >&2
 go test -run XXX -bench 'Benchmark(Seal|GoGCM)$' -benchtime 3s ./hsmpool/ >"$work/hsm.txt" 2>&1
 
 echo "running: server side in-process (go test -bench ./agent)" >&2
-go test -run XXX -bench 'Benchmark(GenerateDataKey|GenerateDataKeyUnbatched|BaselineIdealGDK)$' -benchtime 3s ./agent/ >"$work/agent.txt" 2>&1
+go test -run XXX -bench 'Benchmark(GenerateDataKey|GenerateDataKeyUnbatched|GenerateDataKeyAudited|BaselineIdealGDK)$' -benchtime 3s ./agent/ >"$work/agent.txt" 2>&1
 
 echo "running: ideal twin" >&2
 bench ideal_gdk --ideal --mix gdk=1
@@ -79,9 +79,13 @@ def ns(b):
 seal, gcm = ns("Seal"), ns("GoGCM")
 agent = open(os.path.join(w, "agent.txt")).read()
 def ans(b):
-    m = re.search(r"Benchmark%s-\d+\s+\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) items/hsmop)?" % b, agent)
-    return (float(m.group(1)), float(m.group(2) or 0)) if m else (float("nan"), 0)
-a_on, a_off, a_ideal = ans("GenerateDataKey"), ans("GenerateDataKeyUnbatched"), ans("BaselineIdealGDK")
+    """ns/op, items/hsmop, cpu-ns/op, allocs/op of agent benchmark b."""
+    m = re.search(r"Benchmark%s-\d+\s+\d+\s+(.*)" % b, agent)
+    if not m:
+        return (float("nan"), 0, float("nan"), float("nan"))
+    f = {u: float(v) for v, u in re.findall(r"([\d.]+) ([\w/-]+)", m.group(1))}
+    return (f.get("ns/op", float("nan")), f.get("items/hsmop", 0), f.get("cpu-ns/op", float("nan")), f.get("allocs/op", float("nan")))
+a_on, a_off, a_aud, a_ideal = ans("GenerateDataKey"), ans("GenerateDataKeyUnbatched"), ans("GenerateDataKeyAudited"), ans("BaselineIdealGDK")
 print(f"Measured {subprocess.run(['date','-u','+%Y-%m-%d'],capture_output=True,text=True).stdout.strip()} on {os.cpu_count()} cores, one run of `make bench-report` "
       f"(kmsbench closed loop, {conc} connections, {dur} per row after 2s warm-up; client, server and HSM share the machine).\n")
 print("| client | what | req/s | p50 ms | p99 ms | errors |")
@@ -107,7 +111,10 @@ print(f"- Batching on / off (raw client), GenerateDataKey: {rps('gdk_on_raw')/rp
       f"Decrypt cache on / off: {rps('dec_on_raw')/rps('dec_nocache_raw'):.2f}x.")
 print(f"- Server side alone (in-process handler, signed requests, 64 concurrent, `go test -bench ./agent`): GenerateDataKey "
       f"{1e9/a_on[0]:,.0f}/s with batching ({a_on[1]:.1f} requests per HSM operation) vs {1e9/a_off[0]:,.0f}/s without: "
-      f"{a_off[0]/a_on[0]:.2f}x; ideal in-process twin {1e9/a_ideal[0]:,.0f}/s.")
+      f"{a_off[0]/a_on[0]:.2f}x; ideal in-process twin {1e9/a_ideal[0]:,.0f}/s. Process CPU per request: {a_on[2]/1000:.1f} us with batching, "
+      f"{a_off[2]/1000:.1f} us without ({a_off[2]/a_on[2]:.2f}x), {a_aud[2]/1000:.1f} us with batching and the audit log on.")
+print(f"- Allocations per request (`b.ReportAllocs`): GenerateDataKey {a_on[3]:.0f} with batching, {a_off[3]:.0f} without "
+      f"(one HSM operation per request), {a_aud[3]:.0f} with batching and the audit log on ({a_aud[1]:.1f} requests per HSM operation); the ideal twin {a_ideal[3]:.0f}.")
 print(f"- kmsd GenerateDataKey at {rps('gdk_on_raw'):,.0f} req/s would need {rps('gdk_on_raw')/(1e9/seal):.2f} of the raw HSM rate: "
       f"without batching one HSM operation per request would cap it at {1e9/seal:,.0f}/s.")
 PY

@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,15 +316,12 @@ func (l *Logger) run() {
 		select {
 		case ev := <-in:
 			l.take(&p, ev)
-		drain:
-			for len(p.buf) < l.cfg.MaxPendingBytes {
-				select {
-				case ev := <-l.ch:
-					l.take(&p, ev)
-				default:
-					break drain
-				}
-			}
+			l.drain(&p)
+			// Under load, let the request goroutines that are runnable log
+			// too before the write: one write then carries many records.
+			// Idle, Gosched returns at once and nothing waits.
+			runtime.Gosched()
+			l.drain(&p)
 			flush()
 		case <-retry.C:
 			retrying = false
@@ -346,19 +344,23 @@ func (l *Logger) run() {
 	}
 }
 
+// drain takes what is queued into p, up to MaxPendingBytes.
+func (l *Logger) drain(p *pending) {
+	for len(p.buf) < l.cfg.MaxPendingBytes {
+		select {
+		case ev := <-l.ch:
+			l.take(p, ev)
+		default:
+			return
+		}
+	}
+}
+
 // finish writes everything still queued, retrying a failing sink until it
 // succeeds or Close gives up, then syncs and closes the sink.
 func (l *Logger) finish(p *pending) {
 	for {
-		for len(p.buf) < l.cfg.MaxPendingBytes {
-			select {
-			case ev := <-l.ch:
-				l.take(p, ev)
-				continue
-			default:
-			}
-			break
-		}
+		l.drain(p)
 		ok, _ := l.flush(p)
 		if l.abandon.Load() {
 			return

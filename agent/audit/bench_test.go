@@ -60,7 +60,7 @@ func BenchmarkLogBaseline(b *testing.B) {
 			_ = json.Unmarshal(benchResp, &resp)
 			ev := map[string]any{"eventVersion": EventVersion, "userIdentity": alice, "eventTime": time.Now().UTC().Format(time.RFC3339),
 				"eventName": "GenerateDataKey", "requestParameters": req, "responseElements": nil,
-				"additionalEventData": map[string]any{"keyMaterialId": resp["KeyMaterialId"]}, "eventID": newUUID(),
+				"additionalEventData": map[string]any{"keyMaterialId": resp["KeyMaterialId"]}, "eventID": NewUUID(),
 				"resources": []Resource{{AccountID: testAccount, Type: ResourceType, ARN: testKeyARN}}}
 			line, _ := json.Marshal(ev)
 			mu.Lock()

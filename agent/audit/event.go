@@ -93,7 +93,7 @@ func (ev *Event) fill() {
 		ev.ManagementEvent = true
 	}
 	if ev.EventID == "" {
-		ev.EventID = newUUID()
+		ev.EventID = NewUUID()
 	}
 	for i := range ev.Resources {
 		if ev.Resources[i].Type == "" {
@@ -102,8 +102,9 @@ func (ev *Event) fill() {
 	}
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
+// NewUUID returns a random (version 4) UUID, in one allocation (the API
+// server's request ids, the records' event ids).
+func NewUUID() string {
 	var u [16]byte
 	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails (Go 1.24+)
 	u[6] = u[6]&0x0f | 0x40

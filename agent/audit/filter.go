@@ -101,11 +101,17 @@ func ReadOnly(op string) bool { return readOnly[op] }
 // scanned in place and only allowlisted values are decoded. The result
 // shares nothing with body. Safe for concurrent use.
 func RequestParameters(op string, body []byte) map[string]any {
+	return requestParameters(op, body, false)
+}
+
+// requestParameters is RequestParameters; valid says body is already known
+// to be one valid JSON value.
+func requestParameters(op string, body []byte, valid bool) map[string]any {
 	n := requestAllow[op]
 	if n == nil {
 		return nil
 	}
-	m := filterObject(body, n)
+	m := filterObject(body, n, valid)
 	if m == nil {
 		return nil
 	}
@@ -140,6 +146,10 @@ func defaultAlg(m map[string]any, k string) {
 // operations whose response has none (EnableKey, CreateAlias...); that is
 // the caller's to add, since only it knows the resolved key.
 func ResponseElements(op string, body []byte) map[string]any {
+	return responseElements(op, body, false)
+}
+
+func responseElements(op string, body []byte, valid bool) map[string]any {
 	if readOnly[op] {
 		return nil
 	}
@@ -147,7 +157,7 @@ func ResponseElements(op string, body []byte) map[string]any {
 	if n == nil {
 		return nil
 	}
-	m := filterObject(body, n)
+	m := filterObject(body, n, valid)
 	if len(m) == 0 {
 		return nil
 	}
@@ -188,22 +198,42 @@ func WithKeyARN(op string, resp map[string]any, keyARN string) map[string]any {
 // it (for ReEncrypt, sourceKeyMaterialId and destinationKeyMaterialId), as
 // AWS records since multiple key materials. Nil when there is none.
 func AdditionalEventData(op string, body []byte) map[string]any {
+	return additionalEventData(op, body, false)
+}
+
+func additionalEventData(op string, body []byte, valid bool) map[string]any {
 	if !readOnly[op] {
 		return nil
 	}
-	m := filterObject(body, materialIDs)
+	m := filterObject(body, materialIDs, valid)
 	if len(m) == 0 {
 		return nil
 	}
 	return m
 }
 
+// SetCall sets ev's RequestParameters, ResponseElements (with keyARN as
+// WithKeyARN adds it) and AdditionalEventData for a call to op, as those
+// functions compute them, with less work: it is the API server's path.
+// req is the request body and reqValid whether the caller already knows it
+// to be one valid JSON value (it decoded it); resp is the caller's own
+// encoding of a successful response (nil for a failed call) and is taken
+// as valid JSON unchecked.
+func (ev *Event) SetCall(op string, req []byte, reqValid bool, resp []byte, keyARN string) {
+	ev.RequestParameters = requestParameters(op, req, reqValid)
+	if resp == nil {
+		return
+	}
+	ev.ResponseElements = WithKeyARN(op, responseElements(op, resp, true), keyARN)
+	ev.AdditionalEventData = additionalEventData(op, resp, true)
+}
+
 var materialIDs = obj(f("KeyMaterialId", str), f("SourceKeyMaterialId", str), f("DestinationKeyMaterialId", str))
 
 // filterObject returns the allowlisted view of body, which must be a JSON
-// object, or nil.
-func filterObject(body []byte, n *node) map[string]any {
-	if !json.Valid(body) {
+// object, or nil. valid says body is already known to be valid JSON.
+func filterObject(body []byte, n *node, valid bool) map[string]any {
+	if !valid && !json.Valid(body) {
 		return nil
 	}
 	i := skipWS(body, 0)
