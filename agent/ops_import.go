@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -38,7 +39,7 @@ const (
 	importParamsValid     = 24 * time.Hour
 	maxImportValidTo      = 365 * day
 	maxImportBlob         = 6144 // CiphertextType
-	symmetricMaterialSize = 32
+	symmetricMaterialSize = 32   // bytes
 	importTokenVersion    = 1
 	tokenIDLen            = 16
 )
@@ -116,10 +117,51 @@ func (s *Server) importKey(r *request, id *string, conds map[string][]string) (*
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
-	if k.KeySpec != specSymmetricDefault {
-		return nil, apiErr(errUnsupported, "kmsd imports key material into SYMMETRIC_DEFAULT keys only; %s is %s.", k.Arn, k.KeySpec)
-	}
 	return k, nil
+}
+
+// importTarget is what imported material of a key of spec and usage must
+// be, as the guide's "Requirements for imported key material" says: 256
+// bits for SYMMETRIC_DEFAULT, the spec's length for HMAC keys, a PKCS#8
+// private key of the spec's modulus size or named curve for RSA and ECC
+// keys. ok is false for the specs AWS imports nothing into (Ed25519,
+// ML-DSA; SM2 only in the China Regions).
+func importTarget(spec, usage string) (t hsmpool.ImportTarget, ok bool) {
+	info := specs[spec]
+	switch info.family {
+	case famSymmetric:
+		return hsmpool.ImportTarget{Size: symmetricMaterialSize}, spec == specSymmetricDefault
+	case famHMAC:
+		return hsmpool.ImportTarget{Size: info.keyLen, Secret: true}, true
+	case famRSA, famNIST, famSECP256K1:
+		hs, ok := hsmSpec(spec, usage)
+		return hsmpool.ImportTarget{Pair: hs}, ok
+	}
+	return t, false
+}
+
+// checkImportSpec answers CreateKey with Origin EXTERNAL for a spec that
+// cannot have imported material.
+func checkImportSpec(spec, usage string) error {
+	if _, ok := importTarget(spec, usage); !ok {
+		return apiErr(errUnsupported, "KeySpec %s does not support imported key material (Origin EXTERNAL).", spec)
+	}
+	return nil
+}
+
+// checkWrapping applies the guide's "Select a wrapping algorithm" rules
+// that depend on the key: RSA private keys need an RSA_AES_KEY_WRAP
+// algorithm; ECC_NIST_P521 material does not fit RSAES_OAEP under an
+// RSA_2048 wrapping key.
+func checkWrapping(k *cluster.Key, alg, wrapSpec string) error {
+	direct := alg == "RSAES_OAEP_SHA_1" || alg == "RSAES_OAEP_SHA_256"
+	switch {
+	case direct && specs[k.KeySpec].family == famRSA:
+		return apiErr(errUnsupported, "%s cannot wrap RSA private key material (%s is %s); use RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1.", alg, k.Arn, k.KeySpec)
+	case direct && k.KeySpec == "ECC_NIST_P521" && wrapSpec == "RSA_2048":
+		return apiErr(errUnsupported, "You cannot use an RSA_2048 wrapping key with %s to wrap ECC_NIST_P521 key material; use a larger wrapping key or an RSA_AES_KEY_WRAP algorithm.", alg)
+	}
+	return nil
 }
 
 func opGetParametersForImport(s *Server, r *request) (any, error) {
@@ -150,6 +192,9 @@ func opGetParametersForImport(s *Server, r *request) (any, error) {
 	bits, ok := wrappingBits[spec]
 	if !ok {
 		return nil, apiErr(errUnsupported, "WrappingKeySpec %s is not supported; use RSA_2048, RSA_3072 or RSA_4096.", spec)
+	}
+	if err := checkWrapping(k, alg, spec); err != nil {
+		return nil, err
 	}
 	pub, wrappedPriv, err := s.pool.GenerateImportKey(r.ctx, bits)
 	if err != nil {
@@ -271,6 +316,15 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	target, ok := importTarget(k.KeySpec, k.KeyUsage)
+	switch {
+	case !ok:
+		return nil, checkImportSpec(k.KeySpec, k.KeyUsage)
+	case k.KeySpec != specSymmetricDefault && (in.ImportType != nil || in.KeyMaterialDescription != nil || in.KeyMaterialId != nil):
+		return nil, apiErr(errValidation, "ImportType, KeyMaterialDescription and KeyMaterialId are only usable with symmetric encryption keys; %s is %s.", k.Arn, k.KeySpec)
+	case target.Pair.Type != 0 && !s.pool.Supports(target.Pair):
+		return nil, apiErr(errUnsupported, "This kmsd's HSM cannot hold %s private keys, so it cannot import them.", k.KeySpec)
+	}
 	var im cluster.KeyImport
 	if k.Import != nil {
 		im = *k.Import
@@ -299,16 +353,35 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	case params.ValidTo <= now.UnixNano():
 		return nil, errImportTokenExpiry
 	}
-	wrapped, err := s.pool.ImportKeyMaterial(r.ctx, params.WrappedPrivateKey, importAlgs[params.WrappingAlgorithm], in.EncryptedKeyMaterial, symmetricMaterialSize)
+	imported, err := s.pool.ImportKeyMaterial(r.ctx, params.WrappedPrivateKey, importAlgs[params.WrappingAlgorithm], in.EncryptedKeyMaterial, target)
 	switch {
 	case errors.Is(err, hsmpool.ErrMaterialSize):
-		return nil, apiErr(errInvalidCiphertext, "The key material of a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).")
+		return nil, apiErr(errInvalidCiphertext, "The key material of a %s key must be %d bits (%d bytes).", k.KeySpec, 8*target.Size, target.Size)
+	case errors.Is(err, hsmpool.ErrMaterialInvalid):
+		return nil, apiErr(errInvalidCiphertext, "The key material is not a valid %s private key: it must be a PKCS#8 key of the key spec's modulus size or named curve whose parts agree.", k.KeySpec)
+	case errors.Is(err, hsmpool.ErrAuthFailed) && target.Pair.Type != 0:
+		return nil, apiErr(errInvalidCiphertext, "The encrypted key material could not be decrypted with the wrapping key and algorithm of this import token, or is not a PKCS#8 %s private key.", k.KeySpec)
 	case errors.Is(err, hsmpool.ErrAuthFailed):
 		return nil, apiErr(errInvalidCiphertext, "The encrypted key material could not be decrypted with the wrapping key and algorithm of this import token.")
 	case err != nil:
 		return nil, err
 	}
-	mid := materialID(cluster.Material{Wrapped: wrapped})
+	cmd := &cluster.ImportMaterial{KeyID: k.ID, TokenID: tok.id, Wrapped: imported.Wrapped}
+	switch {
+	case target.Pair.Type != 0:
+		der, err := hsmPublicDER(k.KeySpec, imported.Public)
+		if err != nil {
+			return nil, err
+		}
+		// The key pair's identity is its public key: the same private key
+		// gives the same fingerprint whatever its encoding, and it is
+		// public anyway (GetPublicKey).
+		sum := sha256.Sum256(der)
+		cmd.Form, cmd.Public, cmd.ReportedID = cluster.MaterialHSMPrivate, der, hex.EncodeToString(sum[:])
+	case target.Secret:
+		cmd.Form = cluster.MaterialHSMSecret
+	}
+	mid := materialID(cluster.Material{Wrapped: cmd.Wrapped, ID: cmd.ReportedID})
 	if (im.MaterialID != "" && im.MaterialID != mid) || (in.KeyMaterialId != nil && *in.KeyMaterialId != mid) {
 		return nil, apiErr(errIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", k.Arn)
 	}
@@ -316,8 +389,8 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	if in.KeyMaterialDescription != nil {
 		desc = *in.KeyMaterialDescription
 	}
-	err = s.applyKeyChange(r, k, &cluster.ImportMaterial{KeyID: k.ID, TokenID: tok.id, Wrapped: wrapped, MaterialID: mid,
-		ExpirationModel: model, ValidTo: validTo, Description: desc, Now: now.UnixNano()})
+	cmd.MaterialID, cmd.ExpirationModel, cmd.ValidTo, cmd.Description, cmd.Now = mid, model, validTo, desc, now.UnixNano()
+	err = s.applyKeyChange(r, k, cmd)
 	switch {
 	case errors.Is(err, cluster.ErrImportToken):
 		return nil, errNoImportToken

@@ -72,8 +72,8 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	}
 	if origin == cluster.OriginExternal {
 		switch {
-		case spec != specSymmetricDefault:
-			return nil, apiErr(errUnsupported, "kmsd imports key material for SYMMETRIC_DEFAULT keys only; %s with Origin EXTERNAL is not supported yet.", spec)
+		case checkImportSpec(spec, usage) != nil:
+			return nil, checkImportSpec(spec, usage)
 		case in.CustomKeyStoreId != nil || in.XksKeyId != nil:
 			return nil, apiErr(errUnsupported, "Origin EXTERNAL keys cannot be in a custom key store.")
 		case in.MultiRegion:

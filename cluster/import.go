@@ -79,10 +79,17 @@ type PutImportParams struct {
 // fingerprint if it has one (ErrIncorrectMaterial). A PendingImport key
 // becomes Enabled; an Enabled or Disabled key keeps its state (a re-import
 // sets the expiration anew). A key pending deletion gives ErrInvalidState.
+//
+// Form and Public are those of the new Material (an HMAC secret, a private
+// key and its public key); ReportedID, when set, is its Material.ID (the
+// KeyMaterialId reported when it is not the fingerprint).
 type ImportMaterial struct {
 	KeyID           string
 	TokenID         string
 	Wrapped         []byte
+	Form            string
+	Public          []byte
+	ReportedID      string
 	MaterialID      string
 	ExpirationModel string
 	ValidTo         int64
@@ -212,7 +219,8 @@ func (s *state) applyImport(c Command) (resp any, ok bool) {
 			if m, had := k.CurrentMaterial(); had {
 				created = m.Created
 			}
-			k.Materials = []Material{{Version: 1, Wrapped: append([]byte(nil), c.Wrapped...), Created: created}}
+			k.Materials = []Material{{Version: 1, Wrapped: append([]byte(nil), c.Wrapped...), Created: created,
+				Form: c.Form, Public: append([]byte(nil), c.Public...), ID: c.ReportedID}}
 			if k.State == StatePendingImport {
 				k.State = StateEnabled
 			}

@@ -41,9 +41,9 @@ import (
 // makes must verify under the public key kmsd derives for it (RSA: the
 // modulus and exponent of the private key object; EC: the x-coordinate of
 // ECDH with the curve's generator, and the y of the two candidates that
-// verifies, checked by the HSM). A key whose parts do not agree (a
-// multi-prime RSA key the token keeps only two primes of, a corrupted
-// scalar) fails there.
+// verifies, checked by the HSM). A key whose parts do not agree fails
+// there. (A multi-prime RSA key, which AWS refuses, passes on SoftHSM2: it
+// signs correctly, and its primes cannot be counted from outside the HSM.)
 
 // ImportAlgorithm is a wrapping algorithm of imported key material.
 type ImportAlgorithm uint8

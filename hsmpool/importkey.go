@@ -100,7 +100,7 @@ func (p *Pool) checkImportedRSA(s *Session, h pkcs11.ObjectHandle, bits int) (Pu
 		return pub, err
 	}
 	if rsa.VerifyPKCS1v15(&rsa.PublicKey{N: n, E: int(e.Int64())}, crypto.SHA256, importCheckDigest[:], sig) != nil {
-		return pub, fmt.Errorf("%w: the RSA private key does not match its modulus (multi-prime or inconsistent key)", ErrMaterialInvalid)
+		return pub, fmt.Errorf("%w: the RSA private key does not match its modulus", ErrMaterialInvalid)
 	}
 	return pub, nil
 }
