@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -68,16 +69,25 @@ var (
 // (symmetric KMS keys) or, with Secret, a generic secret (HMAC keys), of
 // Size bytes; or, when Pair.Type is RSA or EC, a PKCS#8 private key of
 // that modulus size (Pair.Bits) or named curve (Pair.Curve).
+//
+// FingerprintKey, when set, is an AES key wrapped by the domain key
+// (GenerateWrappedKey) that fingerprints symmetric material: the material
+// is wrapped by it too (RFC 5649, deterministic) and Imported.Fingerprint is
+// the SHA-256 of that. HSMs with different domain keys that hold the same
+// fingerprint key (a multi-Region key's Regions) give the same
+// fingerprint for the same material, which only their HSMs can compute.
 type ImportTarget struct {
-	Size   int
-	Secret bool
-	Pair   KeyPairSpec
+	Size           int
+	Secret         bool
+	Pair           KeyPairSpec
+	FingerprintKey []byte
 }
 
 // Imported is what ImportKeyMaterial returns.
 type Imported struct {
-	Wrapped []byte    // the material, wrapped by the domain key
-	Public  PublicKey // the public half of an imported private key
+	Wrapped     []byte    // the material, wrapped by the domain key
+	Public      PublicKey // the public half of an imported private key
+	Fingerprint []byte    // see ImportTarget.FingerprintKey
 }
 
 func (t ImportTarget) private() bool { return t.Pair.Type != 0 }
@@ -278,11 +288,46 @@ func (p *Pool) importOn(s *Session, wrappedPriv []byte, alg ImportAlgorithm, enc
 		return out, fmt.Errorf("hsmpool: wrap imported material: %w", err)
 	}
 	out.Wrapped = w
+	if len(target.FingerprintKey) > 0 && !target.private() {
+		if out.Fingerprint, err = p.fingerprint(s, dk, target.FingerprintKey, material); err != nil {
+			return out, err
+		}
+	}
 	if target.private() {
 		out.Public, err = p.checkImportedPrivate(s, material, target.Pair)
 		return out, err
 	}
 	return out, p.checkMaterialSize(s, dk, material, w, target.Size)
+}
+
+// fingerprint wraps material with the fingerprint key fpWrapped (see
+// ImportTarget) and returns the SHA-256 of the result.
+func (p *Pool) fingerprint(s *Session, dk pkcs11.ObjectHandle, fpWrapped []byte, material pkcs11.ObjectHandle) ([]byte, error) {
+	fp, err := s.ctx.UnwrapKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.wrapMech, nil)}, dk, fpWrapped, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+	})
+	if err != nil {
+		if sessionBad(err) {
+			return nil, fmt.Errorf("hsmpool: unwrap fingerprint key: %w", err)
+		}
+		return nil, fmt.Errorf("%w: fingerprint key rejected (%v)", ErrAuthFailed, err)
+	}
+	defer s.destroy(fp)
+	w, err := s.ctx.WrapKey(s.handle, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, fp, material)
+	if err != nil {
+		return nil, fmt.Errorf("hsmpool: fingerprint imported material: %w", err)
+	}
+	sum := sha256.Sum256(w)
+	clear(w)
+	return sum[:], nil
 }
 
 // checkMaterialSize checks that the unwrapped material is size bytes.

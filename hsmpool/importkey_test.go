@@ -204,3 +204,53 @@ func TestImportHMACSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestImportFingerprint: two tokens with different domain keys that share
+// a fingerprint key (moved between them as multi-Region material is) give
+// the same fingerprint for the same material and another for other
+// material.
+func TestImportFingerprint(t *testing.T) {
+	a, b := hsmtest.NewPool(t), hsmtest.NewPool(t)
+	ctx := testCtx(t)
+	fpA, err := a.GenerateWrappedKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpub, err := b.PeerTransportKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := a.ExportMaterial(ctx, fpA, tpub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fpB, err := b.ImportMaterial(ctx, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fingerprint := func(p *hsmpool.Pool, fp, secret []byte) []byte {
+		t.Helper()
+		pub, priv, err := p.GenerateImportKey(ctx, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, _ := hsmtest.WrapForImport(pub, hsmpool.ImportOAEPSHA1, secret)
+		im, err := p.ImportKeyMaterial(ctx, priv, hsmpool.ImportOAEPSHA1, enc, hsmpool.ImportTarget{Size: len(secret), Secret: true, FingerprintKey: fp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(im.Fingerprint) != 32 {
+			t.Fatalf("fingerprint %x", im.Fingerprint)
+		}
+		return im.Fingerprint
+	}
+	secret, other := make([]byte, 48), make([]byte, 48)
+	rand.Read(secret)
+	rand.Read(other)
+	if fa, fb := fingerprint(a, fpA, secret), fingerprint(b, fpB, secret); !bytes.Equal(fa, fb) {
+		t.Fatalf("same material, different fingerprints: %x %x", fa, fb)
+	}
+	if fa, fb := fingerprint(a, fpA, secret), fingerprint(b, fpB, other); bytes.Equal(fa, fb) {
+		t.Fatal("other material, same fingerprint")
+	}
+}
