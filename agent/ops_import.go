@@ -329,6 +329,13 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	if k.Import != nil {
 		im = *k.Import
 	}
+	if k.IsReplica() && im.MaterialID == "" {
+		// The guide's order: the primary first, then the same material
+		// into each replica; until the primary's material is known here
+		// there is nothing to compare with.
+		return nil, apiErr(errUnsupported, "%s is a multi-Region replica key: import key material into its primary key (%s) first, then the same key material here.", k.Arn, k.MR.Primary.Arn)
+	}
+	target.FingerprintKey = im.FingerprintKey
 	switch {
 	case importType == "NEW_KEY_MATERIAL" && im.MaterialID != "":
 		return nil, apiErr(errUnsupported, "%s already has imported key material; kmsd does not rotate imported material. Re-import the same material with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
@@ -380,6 +387,9 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 		cmd.Form, cmd.Public, cmd.ReportedID = cluster.MaterialHSMPrivate, der, hex.EncodeToString(sum[:])
 	case target.Secret:
 		cmd.Form = cluster.MaterialHSMSecret
+	}
+	if len(target.FingerprintKey) > 0 && target.Pair.Type == 0 {
+		cmd.ReportedID = hex.EncodeToString(imported.Fingerprint)
 	}
 	mid := materialID(cluster.Material{Wrapped: cmd.Wrapped, ID: cmd.ReportedID})
 	if (im.MaterialID != "" && im.MaterialID != mid) || (in.KeyMaterialId != nil && *in.KeyMaterialId != mid) {

@@ -62,6 +62,14 @@ type KeyImport struct {
 	ValidTo         int64 // unix nanos; 0 unless KEY_MATERIAL_EXPIRES
 	Description     string
 	Imported        int64 // unix nanos of the last import
+	// FingerprintKey is an AES key wrapped by the domain key that
+	// fingerprints the symmetric or HMAC material of a multi-Region key
+	// (hsmpool.ImportTarget.FingerprintKey): every related key holds it,
+	// so MaterialID is the same in every Region and a replica can tell the
+	// primary's material from other material. Nil for single-Region keys,
+	// whose MaterialID is the SHA-256 of the domain-key-wrapped material,
+	// and for key pairs, whose MaterialID is the SHA-256 of the public key.
+	FingerprintKey []byte
 }
 
 // PutImportParams records new import parameters for an EXTERNAL key that
