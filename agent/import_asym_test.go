@@ -3,10 +3,13 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"fmt"
 	"hash"
 	"os/exec"
@@ -16,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
 // genKey makes a PKCS#8 DER private key with the guide's openssl steps
@@ -241,4 +245,38 @@ func TestImportHMAC(t *testing.T) {
 			ts.importMaterial(t, id, p, o.wrap(t, p, alg, "HMAC_PlaintextKey.bin")) // the same secret again
 		})
 	}
+}
+
+// TestImportKeyPairAtRest: an imported private key and HMAC secret work
+// after a restart and no file the node or its token wrote holds them.
+func TestImportKeyPairAtRest(t *testing.T) {
+	lib, label, pin := hsmtest.NewToken(t)
+	tok := tokenRef{lib, label, pin}
+	dir := t.TempDir()
+	ts := startTestServer(t, dir, tok)
+	ctx := context.Background()
+	key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	ec := ts.createImportKey(t, "ECC_NIST_P384", "SIGN_VERIFY")
+	p := ts.params(t, ec, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048")
+	ts.importMaterial(t, ec, p, wrapMaterial(t, p, "RSA_AES_KEY_WRAP_SHA_256", der))
+	secret := make([]byte, 64)
+	rand.Read(secret)
+	mac := ts.createImportKey(t, "HMAC_512", "GENERATE_VERIFY_MAC")
+	p = ts.params(t, mac, "RSAES_OAEP_SHA_256", "RSA_2048")
+	ts.importMaterial(t, mac, p, wrapMaterial(t, p, "RSAES_OAEP_SHA_256", secret))
+	ts.stop()
+
+	ts = startTestServer(t, dir, tok)
+	digest := sha512.Sum384([]byte("after restart"))
+	sig, err := ts.client.Sign(ctx, &kms.SignInput{KeyId: &ec, Message: digest[:], MessageType: types.MessageTypeDigest, SigningAlgorithm: "ECDSA_SHA_384"})
+	if err != nil || !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig.Signature) {
+		t.Fatalf("Sign after restart: %v", err)
+	}
+	if _, err := ts.client.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: &mac, MacAlgorithm: "HMAC_SHA_512", Message: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	ts.stop()
+	d := key.D.Bytes()
+	assertNotInDir(t, dir, map[string][]byte{"the imported EC private key": d[:16], "the imported HMAC secret": secret[:16]})
 }

@@ -434,7 +434,13 @@ func TestImportSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.stop()
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	assertNotInDir(t, dir, map[string][]byte{"the imported key material": material[:16]})
+}
+
+// assertNotInDir fails t if a file under dir holds one of secrets.
+func assertNotInDir(t testing.TB, dir string, secrets map[string][]byte) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -442,8 +448,10 @@ func TestImportSurvivesRestart(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if bytes.Contains(b, material) || bytes.Contains(b, material[:16]) {
-			return fmt.Errorf("%s holds the imported key material in plaintext", path)
+		for what, secret := range secrets {
+			if bytes.Contains(b, secret) {
+				return fmt.Errorf("%s holds %s in plaintext", path, what)
+			}
 		}
 		return nil
 	})
