@@ -175,6 +175,12 @@ func TestImportAsymmetricOpenSSL(t *testing.T) {
 		_, err = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &rsaKey, ImportToken: p.ImportToken,
 			EncryptedKeyMaterial: o.wrap(t, p, "RSA_AES_KEY_WRAP_SHA_256", "p384.der"), ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
 		wantAPIError(t, err, errInvalidCiphertext)
+		// Explicit curve parameters are refused (named curves only).
+		o.genKey(t, "explicit.der", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-pkeyopt", "ec_param_enc:explicit")
+		p = ts.params(t, p256, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048")
+		_, err = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &p256, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: o.wrap(t, p, "RSA_AES_KEY_WRAP_SHA_256", "explicit.der"), ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		wantAPIError(t, err, errInvalidCiphertext)
 		_, err = c.Sign(ctx, &kms.SignInput{KeyId: &rsaKey, Message: []byte("x"), SigningAlgorithm: "RSASSA_PSS_SHA_256"})
 		wantAPIError(t, err, errInvalidState)
 		if k, _ := ts.node.Key(rsaKey); k.State != cluster.StatePendingImport {
