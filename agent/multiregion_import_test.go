@@ -16,14 +16,15 @@ import (
 )
 
 // TestMultiRegionImportedMaterial: multi-Region keys with imported material
-// (symmetric, HMAC, ECC) in two one-node clusters. A primary needs its
+// (symmetric, HMAC, ECC) in one-node clusters of three Regions. A primary needs its
 // material before it can be replicated; the replica is Creating, then
 // PendingImport; other material is refused in the replica, the primary's
 // material imports, and then ciphertexts, MACs and signatures made in one
-// Region check out in the other with the same KeyMaterialId.
+// Region check out in the other with the same KeyMaterialId. A new primary
+// (UpdatePrimaryRegion) makes replicas that take the same material only.
 func TestMultiRegionImportedMaterial(t *testing.T) {
-	rs := newRegions(t, "us-east-1", "us-west-2")
-	east, west := rs[0], rs[1]
+	rs := newRegions(t, "us-east-1", "us-west-2", "eu-west-1")
+	east, west, eu := rs[0], rs[1], rs[2]
 	ctx := context.Background()
 	mrkImport := func(rn *regionNode, id string, alg types.AlgorithmSpec, material []byte) (*kms.ImportKeyMaterialOutput, error) {
 		p := rn.params(t, id, alg, "RSA_2048")
@@ -82,17 +83,42 @@ func TestMultiRegionImportedMaterial(t *testing.T) {
 		// The primary's sync leaves the replica's own material alone.
 		east.tick(t)
 		encryptIn(t, east, west, id)
-		// Deleting the replica's material does not touch the primary's.
-		if _, err := west.client.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: &id}); err != nil {
+		// A new primary (us-west-2) passes on what it got: its replica in
+		// eu-west-1 takes the same material only.
+		if _, err := east.client.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("us-west-2")}); err != nil {
 			t.Fatal(err)
 		}
 		east.tick(t)
-		if md := east.describe(t, id); md.KeyState != types.KeyStateEnabled {
-			t.Fatalf("primary after the replica's delete: %s", md.KeyState)
+		west.tick(t)
+		if _, err := west.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("eu-west-1")}); err != nil {
+			t.Fatal(err)
+		}
+		west.tick(t)
+		if md := eu.describe(t, id); md.KeyState != types.KeyStatePendingImport {
+			t.Fatalf("replica of the new primary: %s", md.KeyState)
+		}
+		_, err = mrkImport(eu, id, "RSAES_OAEP_SHA_1", newMaterial())
+		wantAPIError(t, err, errIncorrectKeyMaterial)
+		if _, err := mrkImport(eu, id, "RSAES_OAEP_SHA_1", material); err != nil {
+			t.Fatal(err)
+		}
+		encryptIn(t, east, eu, id)
+		encryptIn(t, eu, west, id)
+		// Deleting the material in one Region (us-west-2, the primary now)
+		// leaves the other Regions' alone.
+		if _, err := west.client.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: &id}); err != nil {
+			t.Fatal(err)
+		}
+		west.tick(t)
+		for _, rn := range []*regionNode{east, eu} {
+			if md := rn.describe(t, id); md.KeyState != types.KeyStateEnabled {
+				t.Fatalf("%s after the material was deleted in us-west-2: %s", rn.region, md.KeyState)
+			}
 		}
 		if md := west.describe(t, id); md.KeyState != types.KeyStatePendingImport {
-			t.Fatalf("replica after delete: %s", md.KeyState)
+			t.Fatalf("us-west-2 after delete: %s", md.KeyState)
 		}
+		encryptIn(t, east, eu, id)
 	})
 
 	t.Run("HMAC_384", func(t *testing.T) {
