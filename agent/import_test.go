@@ -244,7 +244,7 @@ func TestImportErrors(t *testing.T) {
 	err = imp(id, p.ImportToken, wrapMaterial(t, p, alg, material), func(in *kms.ImportKeyMaterialInput) {
 		in.ImportType = types.ImportTypeNewKeyMaterial
 	})
-	wantAPIError(t, err, errUnsupported)
+	wantAPIError(t, err, errValidation) // NEW_KEY_MATERIAL that is the key's already
 	// Re-import of the same material (by a fresh token, RSA_AES_KEY_WRAP)
 	// succeeds and changes the expiration.
 	p2 := ts.params(t, id, types.AlgorithmSpecRsaAesKeyWrapSha256, types.WrappingKeySpecRsa3072)
@@ -644,7 +644,7 @@ func TestImportKeyStateTable(t *testing.T) {
 		"DisableKey":                {"", "", errInvalidState, errInvalidState},
 		"EnableKeyRotation":         {errUnsupported, errDisabled, errInvalidState, errUnsupported},
 		"GetKeyRotationStatus":      {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // [7] / [6]
-		"ListKeyRotations":          {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // as GetKeyRotationStatus
+		"ListKeyRotations":          {"", "", "", ""}, // the current API: imported material rotates, entries carry ImportState
 		"ScheduleKeyDeletion":       {"", "", errInvalidState, ""},
 		"CancelKeyDeletion":         {errInvalidState, errInvalidState, "", errInvalidState},
 		"CreateGrant":               {"", errDisabled, errInvalidState, errInvalidState},

@@ -90,7 +90,7 @@ var keyStateTable = map[string][numCols]stateRule{
 	"RevokeGrant":                         rowAnyState,
 	"DeleteAlias":                         rowAnyState,
 	"GetKeyLastUsage":                     rowAnyState,
-	"ListKeyRotations":                    {ok_, ok_, ok_, r6, r7, ok_, ok_},
+	"ListKeyRotations":                    {ok_, ok_, ok_, ok_, r7, ok_, ok_}, // PendingImport: the current API lists ImportState PENDING_IMPORT
 	"CreateAlias":                         rowTagLike,
 	"TagResource":                         rowTagLike,
 	"UntagResource":                       rowTagLike,

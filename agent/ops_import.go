@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -336,10 +337,11 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 		return nil, apiErr(errUnsupported, "%s is a multi-Region replica key: import key material into its primary key (%s) first, then the same key material here.", k.Arn, k.MR.Primary.Arn)
 	}
 	target.FingerprintKey = im.FingerprintKey
+	versions := k.ImportVersions()
 	switch {
-	case importType == "NEW_KEY_MATERIAL" && im.MaterialID != "":
-		return nil, apiErr(errUnsupported, "%s already has imported key material; kmsd does not rotate imported material. Re-import the same material with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
-	case importType == "EXISTING_KEY_MATERIAL" && im.MaterialID == "":
+	case importType == "NEW_KEY_MATERIAL" && len(versions) > 0 && k.MultiRegion:
+		return nil, apiErr(errUnsupported, "%s is a multi-Region key; kmsd does not rotate the imported material of multi-Region keys. Re-import the same material with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
+	case importType == "EXISTING_KEY_MATERIAL" && len(versions) == 0:
 		return nil, apiErr(errValidation, "No key material has been imported into %s yet; use ImportType NEW_KEY_MATERIAL.", k.Arn)
 	}
 
@@ -392,9 +394,18 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 		cmd.ReportedID = hex.EncodeToString(imported.Fingerprint)
 	}
 	mid := materialID(cluster.Material{Wrapped: cmd.Wrapped, ID: cmd.ReportedID})
-	if (im.MaterialID != "" && im.MaterialID != mid) || (in.KeyMaterialId != nil && *in.KeyMaterialId != mid) {
+	known := slices.ContainsFunc(versions, func(v cluster.VersionImport) bool { return v.MaterialID == mid })
+	pending := im.Pending != nil && im.Pending.MaterialID == mid
+	switch {
+	case importType == "NEW_KEY_MATERIAL" && known:
+		return nil, apiErr(errValidation, "This key material is already associated with %s; re-import it with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
+	case importType == "NEW_KEY_MATERIAL" && len(versions) > 0 && im.Pending != nil && !pending:
+		return nil, apiErr(errValidation, "%s already has key material pending rotation (%s): rotate to it (RotateKeyOnDemand) or delete it first.", k.Arn, im.Pending.MaterialID)
+	case importType != "NEW_KEY_MATERIAL" && len(versions) > 0 && !known && !pending,
+		in.KeyMaterialId != nil && *in.KeyMaterialId != mid:
 		return nil, apiErr(errIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", k.Arn)
 	}
+	cmd.NewMaterial = importType == "NEW_KEY_MATERIAL" || pending
 	desc := im.Description
 	if in.KeyMaterialDescription != nil {
 		desc = *in.KeyMaterialDescription
@@ -408,6 +419,8 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 		return nil, errImportTokenExpiry
 	case errors.Is(err, cluster.ErrIncorrectMaterial):
 		return nil, apiErr(errIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", k.Arn)
+	case errors.Is(err, cluster.ErrInvalidState) && cmd.NewMaterial:
+		return nil, apiErr(errValidation, "%s already has other key material pending rotation: rotate to it (RotateKeyOnDemand) or delete it first.", k.Arn)
 	case err != nil:
 		return nil, err
 	}
@@ -426,19 +439,30 @@ func opDeleteImportedKeyMaterial(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, had := k.CurrentMaterial()
 	out := &importKeyMaterialResponse{KeyId: k.Arn}
-	if had {
-		out.KeyMaterialId = materialID(m)
+	cmd := &cluster.DeleteImportedMaterial{KeyID: k.ID, Now: s.cfg.Now().UnixNano()}
+	versions := k.ImportVersions()
+	var gone []byte // the wrapped material whose HSM handle goes
+	switch {
+	case in.KeyMaterialId != nil && k.Import != nil && k.Import.Pending != nil && k.Import.Pending.MaterialID == *in.KeyMaterialId:
+		cmd.Pending, out.KeyMaterialId, gone = true, *in.KeyMaterialId, k.Import.Pending.Wrapped
+	case in.KeyMaterialId != nil:
+		i := slices.IndexFunc(versions, func(v cluster.VersionImport) bool { return v.MaterialID == *in.KeyMaterialId })
+		if i < 0 {
+			return nil, apiErr(errNotFound, "Key material %s is not key material of %s.", *in.KeyMaterialId, k.Arn)
+		}
+		cmd.Version, out.KeyMaterialId = uint32(i+1), *in.KeyMaterialId
+	case len(versions) > 0:
+		cmd.Version, out.KeyMaterialId = uint32(len(versions)), versions[len(versions)-1].MaterialID
 	}
-	if in.KeyMaterialId != nil && *in.KeyMaterialId != out.KeyMaterialId {
-		return nil, apiErr(errNotFound, "Key material %s is not the current key material of %s.", *in.KeyMaterialId, k.Arn)
+	if m, ok := k.MaterialVersion(cmd.Version); ok && !cmd.Pending {
+		gone = m.Wrapped
 	}
-	if err := s.applyKeyChange(r, k, &cluster.DeleteImportedMaterial{KeyID: k.ID, Now: s.cfg.Now().UnixNano()}); err != nil {
+	if err := s.applyKeyChange(r, k, cmd); err != nil {
 		return nil, err
 	}
-	if had {
-		s.pool.Forget(m.Wrapped)
+	if gone != nil {
+		s.pool.Forget(gone)
 	}
 	return out, nil
 }
@@ -464,16 +488,24 @@ func (s *Server) importTick(ctx context.Context, k *cluster.Key, now int64) erro
 		return nil
 	}
 	var errs []error
-	if m, had := k.CurrentMaterial(); had && im.ExpirationModel == cluster.ExpirationExpires && im.ValidTo <= now {
-		_, err := s.apply(ctx, &cluster.DeleteImportedMaterial{KeyID: k.ID, Expire: true, ExpectValidTo: im.ValidTo, Now: now})
+	expire := func(c *cluster.DeleteImportedMaterial, wrapped []byte) {
+		_, err := s.apply(ctx, c)
 		switch {
 		case err == nil:
-			s.pool.Forget(m.Wrapped)
-			s.log.Info("deleted expired imported key material", "key", k.Arn)
+			s.pool.Forget(wrapped)
+			s.log.Info("deleted expired imported key material", "key", k.Arn, "version", c.Version, "pending", c.Pending)
 			s.auditServiceEvent("DeleteExpiredKeyMaterial", k)
 		case !errors.Is(err, cluster.ErrInvalidState) && !errors.Is(err, cluster.ErrKeyNotFound):
 			errs = append(errs, err)
 		}
+	}
+	for i, v := range k.ImportVersions() {
+		if m, ok := k.MaterialVersion(uint32(i + 1)); ok && v.Imported && v.ExpirationModel == cluster.ExpirationExpires && v.ValidTo <= now {
+			expire(&cluster.DeleteImportedMaterial{KeyID: k.ID, Version: uint32(i + 1), Expire: true, ExpectValidTo: v.ValidTo, Now: now}, m.Wrapped)
+		}
+	}
+	if p := im.Pending; p != nil && p.ExpirationModel == cluster.ExpirationExpires && p.ValidTo <= now {
+		expire(&cluster.DeleteImportedMaterial{KeyID: k.ID, Pending: true, Expire: true, ExpectValidTo: p.ValidTo, Now: now}, p.Wrapped)
 	}
 	for _, p := range im.Params {
 		if p.ValidTo <= now {
