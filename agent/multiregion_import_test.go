@@ -64,6 +64,14 @@ func TestMultiRegionImportedMaterial(t *testing.T) {
 			t.Fatal(err)
 		}
 		replicate(id)
+		// kmsd does not rotate the imported material of multi-Region keys.
+		pn := east.params(t, id, "RSAES_OAEP_SHA_1", "RSA_2048")
+		_, err = east.client.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &id, ImportToken: pn.ImportToken,
+			EncryptedKeyMaterial: wrapMaterial(t, pn, "RSAES_OAEP_SHA_1", newMaterial()), ImportType: types.ImportTypeNewKeyMaterial,
+			ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		wantAPIError(t, err, errUnsupported)
+		_, err = east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id})
+		wantAPIError(t, err, errUnsupported)
 		_, err = west.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
 		wantAPIError(t, err, errInvalidState)
 		_, err = mrkImport(west, id, "RSA_AES_KEY_WRAP_SHA_1", newMaterial())
