@@ -644,7 +644,7 @@ func TestImportKeyStateTable(t *testing.T) {
 		"DisableKey":                {"", "", errInvalidState, errInvalidState},
 		"EnableKeyRotation":         {errUnsupported, errDisabled, errInvalidState, errUnsupported},
 		"GetKeyRotationStatus":      {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // [7] / [6]
-		"ListKeyRotations":          {"", "", "", ""}, // the current API: imported material rotates, entries carry ImportState
+		"ListKeyRotations":          {"", "", "", ""},                                                 // the current API: imported material rotates, entries carry ImportState
 		"ScheduleKeyDeletion":       {"", "", errInvalidState, ""},
 		"CancelKeyDeletion":         {errInvalidState, errInvalidState, "", errInvalidState},
 		"CreateGrant":               {"", errDisabled, errInvalidState, errInvalidState},
