@@ -242,6 +242,18 @@ out=$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" 2>&1) && bad "decrypt
 oaep "$work/PlaintextKeyMaterial.bin" "$work/EncryptedKeyMaterial.bin"
 out=$(import 2>&1) && [ "$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" | field "['Plaintext']" | base64 -d)" = "hello, kmsd" ] \
   && ok "re-import (OpenSSL, RSAES_OAEP_SHA_256): old ciphertext decrypts" || bad "re-import same material" "$out"
+# Rotation of imported material: new material waits (PENDING_ROTATION) until
+# rotate-key-on-demand makes it current; the old ciphertext still decrypts.
+params RSAES_OAEP_SHA_256 RSA_2048
+openssl rand -out "$work/NewKeyMaterial.bin" 32 && oaep "$work/NewKeyMaterial.bin" "$work/EncryptedKeyMaterial.bin"
+out=$(kms import-key-material --key-id "$ext" --encrypted-key-material "fileb://$work/EncryptedKeyMaterial.bin" \
+  --import-token "fileb://$work/ImportToken.bin" --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE --import-type NEW_KEY_MATERIAL 2>&1) \
+  && [ "$(kms list-key-rotations --key-id "$ext" --include-key-material ALL_KEY_MATERIAL | field "['Rotations'][-1]['KeyMaterialState']")" = PENDING_ROTATION ] \
+  && ok "import-key-material --import-type NEW_KEY_MATERIAL -> PENDING_ROTATION" || bad "new imported material" "$out"
+out=$(kms rotate-key-on-demand --key-id "$ext" 2>&1) \
+  && [ "$(kms list-key-rotations --key-id "$ext" | field "['Rotations'][0]['RotationType']")" = ON_DEMAND ] \
+  && [ "$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" | field "['Plaintext']" | base64 -d)" = "hello, kmsd" ] \
+  && ok "rotate-key-on-demand of imported material; the old ciphertext decrypts" || bad "rotate imported material" "$out"
 # An asymmetric key with imported material: an ECC_NIST_P256 private key made
 # and wrapped by OpenSSL; kmsd's signature checks out with the original
 # public key.
