@@ -230,7 +230,7 @@ func TestImportErrors(t *testing.T) {
 	_, err = c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: aws.String(id),
 		WrappingAlgorithm: "RSA_OAEP_NOPE", WrappingKeySpec: types.WrappingKeySpecRsa2048})
 	wantAPIError(t, err, errValidation)
-	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
+	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: types.KeySpecEccNistEdwards25519, KeyUsage: types.KeyUsageTypeSignVerify})
 	wantAPIError(t, err, errUnsupported)
 
 	// The right material imports; different material never does after.
@@ -244,7 +244,7 @@ func TestImportErrors(t *testing.T) {
 	err = imp(id, p.ImportToken, wrapMaterial(t, p, alg, material), func(in *kms.ImportKeyMaterialInput) {
 		in.ImportType = types.ImportTypeNewKeyMaterial
 	})
-	wantAPIError(t, err, errUnsupported)
+	wantAPIError(t, err, errValidation) // NEW_KEY_MATERIAL that is the key's already
 	// Re-import of the same material (by a fresh token, RSA_AES_KEY_WRAP)
 	// succeeds and changes the expiration.
 	p2 := ts.params(t, id, types.AlgorithmSpecRsaAesKeyWrapSha256, types.WrappingKeySpecRsa3072)
@@ -434,7 +434,13 @@ func TestImportSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.stop()
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	assertNotInDir(t, dir, map[string][]byte{"the imported key material": material[:16]})
+}
+
+// assertNotInDir fails t if a file under dir holds one of secrets.
+func assertNotInDir(t testing.TB, dir string, secrets map[string][]byte) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -442,8 +448,10 @@ func TestImportSurvivesRestart(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if bytes.Contains(b, material) || bytes.Contains(b, material[:16]) {
-			return fmt.Errorf("%s holds the imported key material in plaintext", path)
+		for what, secret := range secrets {
+			if bytes.Contains(b, secret) {
+				return fmt.Errorf("%s holds %s in plaintext", path, what)
+			}
 		}
 		return nil
 	})
@@ -455,58 +463,17 @@ func TestImportSurvivesRestart(t *testing.T) {
 // TestImportOpenSSL follows the guide's steps with the openssl command:
 // the material made and wrapped by OpenSSL imports and then works.
 func TestImportOpenSSL(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed")
-	}
 	ts := newTestServer(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	run := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("openssl", args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("openssl %v: %v\n%s", args, err, out)
-		}
-	}
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	for _, tc := range []struct {
-		alg types.AlgorithmSpec
-		md  string
-	}{
-		{types.AlgorithmSpecRsaesOaepSha1, "sha1"},
-		{types.AlgorithmSpecRsaesOaepSha256, "sha256"},
-		{types.AlgorithmSpecRsaAesKeyWrapSha1, "sha1"},
-		{types.AlgorithmSpecRsaAesKeyWrapSha256, "sha256"},
-	} {
-		t.Run(string(tc.alg), func(t *testing.T) {
+	o := newOpenSSL(t)
+	for _, alg := range []types.AlgorithmSpec{types.AlgorithmSpecRsaesOaepSha1, types.AlgorithmSpecRsaesOaepSha256,
+		types.AlgorithmSpecRsaAesKeyWrapSha1, types.AlgorithmSpecRsaAesKeyWrapSha256} {
+		t.Run(string(alg), func(t *testing.T) {
 			id := ts.createExternalKey(t)
-			p := ts.params(t, id, tc.alg, types.WrappingKeySpecRsa4096)
-			if err := os.WriteFile(filepath.Join(dir, "WrappingPublicKey.bin"), p.PublicKey, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			run("rand", "-out", "PlaintextKeyMaterial.bin", "32")
-			oaep := []string{"-inkey", "WrappingPublicKey.bin", "-keyform", "DER", "-pubin",
-				"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:" + tc.md, "-pkeyopt", "rsa_mgf1_md:" + tc.md}
-			if tc.alg == types.AlgorithmSpecRsaesOaepSha1 || tc.alg == types.AlgorithmSpecRsaesOaepSha256 {
-				run(append([]string{"pkeyutl", "-encrypt", "-in", "PlaintextKeyMaterial.bin", "-out", "EncryptedKeyMaterial.bin"}, oaep...)...)
-			} else {
-				run("rand", "-out", "aes-key.bin", "32")
-				run("enc", "-id-aes256-wrap-pad", "-K", fmt.Sprintf("%x", read("aes-key.bin")), "-iv", "A65959A6",
-					"-in", "PlaintextKeyMaterial.bin", "-out", "key-material-wrapped.bin")
-				run(append([]string{"pkeyutl", "-encrypt", "-in", "aes-key.bin", "-out", "aes-key-wrapped.bin"}, oaep...)...)
-				wrapped := append(read("aes-key-wrapped.bin"), read("key-material-wrapped.bin")...)
-				if err := os.WriteFile(filepath.Join(dir, "EncryptedKeyMaterial.bin"), wrapped, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ts.importMaterial(t, id, p, read("EncryptedKeyMaterial.bin"))
+			p := ts.params(t, id, alg, types.WrappingKeySpecRsa4096)
+			o.run(t, "rand", "-out", "PlaintextKeyMaterial.bin", "32")
+			ts.importMaterial(t, id, p, o.wrap(t, p, alg, "PlaintextKeyMaterial.bin"))
+			read := func(name string) []byte { return o.read(t, name) }
 			enc, err := ts.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("from openssl")})
 			if err != nil {
 				t.Fatal(err)
@@ -520,6 +487,69 @@ func TestImportOpenSSL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openssl runs the openssl command in a temporary directory.
+type openssl struct{ dir string }
+
+func newOpenSSL(t testing.TB) *openssl {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed")
+	}
+	return &openssl{dir: t.TempDir()}
+}
+
+func (o *openssl) run(t testing.TB, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("openssl", args...)
+	cmd.Dir = o.dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+func (o *openssl) read(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(o.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (o *openssl) write(t testing.TB, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(o.dir, name), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wrap follows the guide's "Encrypt the key material" steps for alg: the
+// material in file is encrypted under p's public key into
+// EncryptedKeyMaterial.bin, whose content it returns.
+func (o *openssl) wrap(t testing.TB, p *kms.GetParametersForImportOutput, alg types.AlgorithmSpec, file string) []byte {
+	t.Helper()
+	o.write(t, "WrappingPublicKey.bin", p.PublicKey)
+	md := "sha1"
+	if alg == types.AlgorithmSpecRsaesOaepSha256 || alg == types.AlgorithmSpecRsaAesKeyWrapSha256 {
+		md = "sha256"
+	}
+	oaep := []string{"-inkey", "WrappingPublicKey.bin", "-keyform", "DER", "-pubin",
+		"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:" + md, "-pkeyopt", "rsa_mgf1_md:" + md}
+	if alg == types.AlgorithmSpecRsaesOaepSha1 || alg == types.AlgorithmSpecRsaesOaepSha256 {
+		o.run(t, append([]string{"pkeyutl", "-encrypt", "-in", file, "-out", "EncryptedKeyMaterial.bin"}, oaep...)...)
+		return o.read(t, "EncryptedKeyMaterial.bin")
+	}
+	o.run(t, "rand", "-out", "aes-key.bin", "32")
+	o.run(t, "enc", "-id-aes256-wrap-pad", "-K", fmt.Sprintf("%x", o.read(t, "aes-key.bin")), "-iv", "A65959A6",
+		"-in", file, "-out", "key-material-wrapped.bin")
+	o.run(t, append([]string{"pkeyutl", "-encrypt", "-in", "aes-key.bin", "-out", "aes-key-wrapped.bin"}, oaep...)...)
+	wrapped := append(o.read(t, "aes-key-wrapped.bin"), o.read(t, "key-material-wrapped.bin")...)
+	o.write(t, "EncryptedKeyMaterial.bin", wrapped)
+	return wrapped
 }
 
 // FuzzImportToken: the token parser never panics and only accepts what
@@ -614,7 +644,7 @@ func TestImportKeyStateTable(t *testing.T) {
 		"DisableKey":                {"", "", errInvalidState, errInvalidState},
 		"EnableKeyRotation":         {errUnsupported, errDisabled, errInvalidState, errUnsupported},
 		"GetKeyRotationStatus":      {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // [7] / [6]
-		"ListKeyRotations":          {errUnsupported, errUnsupported, errUnsupported, errUnsupported}, // as GetKeyRotationStatus
+		"ListKeyRotations":          {"", "", "", ""},                                                 // the current API: imported material rotates, entries carry ImportState
 		"ScheduleKeyDeletion":       {"", "", errInvalidState, ""},
 		"CancelKeyDeletion":         {errInvalidState, errInvalidState, "", errInvalidState},
 		"CreateGrant":               {"", errDisabled, errInvalidState, errInvalidState},

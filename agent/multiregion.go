@@ -47,7 +47,17 @@ type syncMark struct {
 	gen      uint64
 	versions uint32
 	rotation cluster.RotationSync
+	material string // importMaterialID
 	at       time.Time
+}
+
+// importMaterialID is the fingerprint of a key's imported material ("" for
+// other keys and before the first import).
+func importMaterialID(k *cluster.Key) string {
+	if k.Import == nil {
+		return ""
+	}
+	return k.Import.MaterialID
 }
 
 // resyncAfter is how long an acknowledged replica goes without a push; the
@@ -176,6 +186,7 @@ type mrkCreateReplicaRequest struct {
 	KeyUsage    string                `json:"KeyUsage"`
 	Origin      string                `json:"Origin"`
 	Materials   []transportedMaterial `json:"Materials"`
+	Import      *importSync           `json:"Import,omitempty"`
 	Rotation    cluster.RotationSync  `json:"Rotation"`
 	Description string                `json:"Description"`
 	Policy      *string               `json:"Policy,omitempty"`
@@ -183,11 +194,22 @@ type mrkCreateReplicaRequest struct {
 	Tags        []tagWire             `json:"Tags"`
 }
 
+// importSync is what a replica of a key with imported material gets from
+// its primary instead of the material: the primary's material fingerprint
+// (once it has had material) and the fingerprint key (symmetric and HMAC
+// keys), wrapped for the replica's HSM like material.
+type importSync struct {
+	MaterialID     string               `json:"MaterialId,omitempty"`
+	FingerprintKey *transportedMaterial `json:"FingerprintKey,omitempty"`
+}
+
 type mrkSyncRequest struct {
 	KeyId     string                `json:"KeyId"`
 	Config    cluster.MultiRegion   `json:"Config"`
 	Materials []transportedMaterial `json:"Materials"`
-	Rotation  cluster.RotationSync  `json:"Rotation"`
+	// ImportMaterialID is the primary's imported-material fingerprint.
+	ImportMaterialID string               `json:"ImportMaterialId,omitempty"`
+	Rotation         cluster.RotationSync `json:"Rotation"`
 	// Promote asks the receiver to become the primary (UpdatePrimaryRegion):
 	// it takes Config and goes to Updating.
 	Promote bool `json:"Promote,omitempty"`
@@ -261,6 +283,33 @@ func (s *Server) importMaterials(ctx context.Context, tms []transportedMaterial,
 			return nil, apiErr(errValidation, "Key material version %d could not be imported: %v", tm.Version, err)
 		}
 		out = append(out, cluster.Material{Version: tm.Version, Wrapped: w, Created: tm.Created, RotationType: tm.RotationType, ID: tm.ID})
+	}
+	return out, nil
+}
+
+// sharedMaterials is the material a primary shares with its replicas:
+// all of it, except for keys with imported material, whose replicas take
+// their own import of the same material.
+func sharedMaterials(k *cluster.Key) []cluster.Material {
+	if k.Origin == cluster.OriginExternal {
+		return nil
+	}
+	return k.Materials
+}
+
+// importSyncOf is what a new replica of k in p's Region gets of k's import
+// state (nil unless k has imported material).
+func (s *Server) importSyncOf(ctx context.Context, p Peer, k *cluster.Key) (*importSync, error) {
+	if k.Origin != cluster.OriginExternal || k.Import == nil {
+		return nil, nil
+	}
+	out := &importSync{MaterialID: k.Import.MaterialID}
+	if len(k.Import.FingerprintKey) > 0 {
+		tms, err := s.exportMaterials(ctx, p, []cluster.Material{{Version: 1, Wrapped: k.Import.FingerprintKey}})
+		if err != nil {
+			return nil, err
+		}
+		out.FingerprintKey = &tms[0]
 	}
 	return out, nil
 }
@@ -348,17 +397,21 @@ func opReplicateKey(s *Server, r *request) (any, error) {
 	case k.MR.HasRegion(region):
 		return nil, apiErr(errAlreadyExists, "%s already has a replica key in %s.", k.Arn, region)
 	}
-	if k.Origin != originAWSKMS {
-		// NOTE (issue #11, imported key material): a replica of a key with
-		// imported material is made without material and is PendingImport
-		// until the same material is imported into it. Not built yet.
-		return nil, apiErr(errUnsupported, "Replicas of %s keys are not supported by this kmsd yet.", k.Origin)
+	if k.Origin != originAWSKMS && k.Origin != cluster.OriginExternal {
+		return nil, apiErr(errUnsupported, "Replicas of %s keys are not supported by this kmsd.", k.Origin)
 	}
 	p, ok := s.peer(region)
 	if !ok {
 		return nil, apiErr(errUnsupported, "Region %s is not a Region this kmsd can replicate to (see --peer-region).", region)
 	}
-	tms, err := s.exportMaterials(r.ctx, p, k.Materials)
+	// A replica of a key with imported material is made without material
+	// (PendingImport once created): it gets what tells the same material
+	// from other material instead (importSyncOf).
+	tms, err := s.exportMaterials(r.ctx, p, sharedMaterials(k))
+	if err != nil {
+		return nil, peerError(region, err, "no replica key was created")
+	}
+	imp, err := s.importSyncOf(r.ctx, p, k)
 	if err != nil {
 		return nil, peerError(region, err, "no replica key was created")
 	}
@@ -366,7 +419,7 @@ func opReplicateKey(s *Server, r *request) (any, error) {
 		Replicas: append(slices.Clone(k.MR.Replicas), cluster.RegionKey{Region: region, Arn: s.regionArn(region, k.ID)}),
 		Gen:      k.MR.Gen + 1}
 	req := mrkCreateReplicaRequest{KeyId: k.ID, Config: cfg, KeySpec: k.KeySpec, KeyUsage: k.KeyUsage, Origin: k.Origin,
-		Materials: tms, Rotation: rotationOf(k), Policy: in.Policy, Bypass: in.BypassPolicyLockoutSafetyCheck, Tags: in.Tags}
+		Materials: tms, Import: imp, Rotation: rotationOf(k), Policy: in.Policy, Bypass: in.BypassPolicyLockoutSafetyCheck, Tags: in.Tags}
 	if in.Description != nil {
 		req.Description = *in.Description
 	}
@@ -511,7 +564,7 @@ func opMrkCreateReplica(s *Server, r *request) (any, error) {
 	if in.Config.Primary.Region == s.cfg.Region {
 		return nil, apiErr(errAlreadyExists, "The primary key is in this Region.")
 	}
-	if len(in.Materials) == 0 {
+	if len(in.Materials) == 0 && in.Origin != cluster.OriginExternal {
 		return nil, apiErr(errValidation, "A replica key needs key material.")
 	}
 	if utf8.RuneCountInString(in.Description) > maxDescription {
@@ -540,9 +593,26 @@ func opMrkCreateReplica(s *Server, r *request) (any, error) {
 			return nil, apiErr(errValidation, "Key material versions must be 1..n in order.")
 		}
 	}
+	var imp *cluster.KeyImport
+	if in.Origin == cluster.OriginExternal {
+		if len(ms) != 0 {
+			return nil, apiErr(errValidation, "A replica of a key with imported key material takes no material.")
+		}
+		imp = &cluster.KeyImport{}
+		if in.Import != nil {
+			imp.MaterialID = in.Import.MaterialID
+			if fk := in.Import.FingerprintKey; fk != nil {
+				w, err := s.importMaterials(r.ctx, []transportedMaterial{*fk}, 0)
+				if err != nil || len(w) != 1 {
+					return nil, apiErr(errValidation, "The fingerprint key could not be imported: %v", err)
+				}
+				imp.FingerprintKey = w[0].Wrapped
+			}
+		}
+	}
 	cfg := in.Config
 	k := &cluster.Key{
-		ID: id, Arn: arn, AccountID: s.cfg.AccountID, Created: s.cfg.Now().UnixNano(),
+		ID: id, Arn: arn, AccountID: s.cfg.AccountID, Created: s.cfg.Now().UnixNano(), Import: imp,
 		Description: in.Description, KeySpec: in.KeySpec, KeyUsage: in.KeyUsage, Origin: in.Origin, KeyManager: "CUSTOMER",
 		State: cluster.StateCreating, MultiRegion: true, MR: &cfg, Materials: ms, Tags: tags, Policy: policy,
 		RotationEnabled: in.Rotation.Enabled, RotationDays: in.Rotation.Days, NextRotation: in.Rotation.Next,
@@ -671,13 +741,16 @@ func opMrkSync(s *Server, r *request) (any, error) {
 	if in.Config.Type != cluster.MultiRegionPrimary && in.Config.Type != cluster.MultiRegionReplica {
 		return nil, apiErr(errValidation, "Bad multi-Region key type %q.", in.Config.Type)
 	}
-	ms, err := s.importMaterials(r.ctx, in.Materials, lastVersion(k))
-	if err != nil {
-		return nil, err
+	var ms []cluster.Material
+	if k.Origin != cluster.OriginExternal { // imported material is imported, never synced
+		var err error
+		if ms, err = s.importMaterials(r.ctx, in.Materials, lastVersion(k)); err != nil {
+			return nil, err
+		}
 	}
 	cfg := in.Config
 	c := &cluster.SetMultiRegion{KeyID: k.ID, Config: &cfg, Materials: ms, Rotation: &in.Rotation,
-		Activate: cfg.HasRegion(s.cfg.Region)}
+		ImportMaterialID: in.ImportMaterialID, Activate: cfg.HasRegion(s.cfg.Region)}
 	if in.Promote {
 		if cfg.Type != cluster.MultiRegionPrimary || cfg.Primary.Region != s.cfg.Region || cfg.Gen <= k.MR.Gen {
 			return nil, apiErr(errValidation, "The promotion does not name this Region as the new primary.")
@@ -758,9 +831,12 @@ func (s *Server) tickMultiRegion(ctx context.Context) []error {
 			continue
 		}
 		for _, rep := range k.MR.Replicas {
-			want := syncMark{gen: k.MR.Gen, versions: lastVersion(k), rotation: rotationOf(k)}
+			want := syncMark{gen: k.MR.Gen, versions: lastVersion(k), rotation: rotationOf(k), material: importMaterialID(k)}
 			m, ok := s.mark(k.ID, rep.Region)
-			if ok && m.gen == want.gen && m.versions == want.versions && m.rotation == want.rotation &&
+			if k.Origin == cluster.OriginExternal {
+				want.versions = m.versions // the replica's own imports, not synced
+			}
+			if ok && m.gen == want.gen && m.versions == want.versions && m.rotation == want.rotation && m.material == want.material &&
 				k.State != cluster.StatePendingReplicaDeletion && time.Since(m.at) < resyncAfter {
 				continue
 			}
@@ -786,7 +862,7 @@ func (s *Server) pushSync(ctx context.Context, k *cluster.Key, p Peer) (mrkSyncR
 	var out mrkSyncResponse
 	have, _ := s.mark(k.ID, p.Region)
 	var send []cluster.Material
-	for _, m := range k.Materials {
+	for _, m := range sharedMaterials(k) {
 		if m.Version > have.versions {
 			send = append(send, m)
 		}
@@ -795,7 +871,8 @@ func (s *Server) pushSync(ctx context.Context, k *cluster.Key, p Peer) (mrkSyncR
 	if err == nil {
 		cfg := *k.MR
 		cfg.Type = cluster.MultiRegionReplica
-		err = s.callPeer(ctx, p, "MrkSync", mrkSyncRequest{KeyId: k.ID, Config: cfg, Materials: tms, Rotation: rotationOf(k)}, &out)
+		err = s.callPeer(ctx, p, "MrkSync", mrkSyncRequest{KeyId: k.ID, Config: cfg, Materials: tms, Rotation: rotationOf(k),
+			ImportMaterialID: importMaterialID(k)}, &out)
 	}
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Type == errNotFound {
@@ -811,11 +888,11 @@ func (s *Server) pushSync(ctx context.Context, k *cluster.Key, p Peer) (mrkSyncR
 	if err != nil {
 		return out, fmt.Errorf("sync %s to %s: %w", k.Arn, p.Region, err)
 	}
-	if out.Versions < lastVersion(k) {
+	if out.Versions < lastVersion(k) && k.Origin != cluster.OriginExternal {
 		// The replica is missing versions it should have had: send all next time.
 		out.Versions = 0
 	}
-	s.setMark(k.ID, p.Region, syncMark{gen: out.Gen, versions: out.Versions, rotation: rotationOf(k), at: time.Now()})
+	s.setMark(k.ID, p.Region, syncMark{gen: out.Gen, versions: out.Versions, rotation: rotationOf(k), material: importMaterialID(k), at: time.Now()})
 	return out, nil
 }
 

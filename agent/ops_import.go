@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,7 +40,7 @@ const (
 	importParamsValid     = 24 * time.Hour
 	maxImportValidTo      = 365 * day
 	maxImportBlob         = 6144 // CiphertextType
-	symmetricMaterialSize = 32
+	symmetricMaterialSize = 32   // bytes
 	importTokenVersion    = 1
 	tokenIDLen            = 16
 )
@@ -116,10 +118,51 @@ func (s *Server) importKey(r *request, id *string, conds map[string][]string) (*
 	if err := s.checkKeyState(r.op, k); err != nil {
 		return nil, err
 	}
-	if k.KeySpec != specSymmetricDefault {
-		return nil, apiErr(errUnsupported, "kmsd imports key material into SYMMETRIC_DEFAULT keys only; %s is %s.", k.Arn, k.KeySpec)
-	}
 	return k, nil
+}
+
+// importTarget is what imported material of a key of spec and usage must
+// be, as the guide's "Requirements for imported key material" says: 256
+// bits for SYMMETRIC_DEFAULT, the spec's length for HMAC keys, a PKCS#8
+// private key of the spec's modulus size or named curve for RSA and ECC
+// keys. ok is false for the specs AWS imports nothing into (Ed25519,
+// ML-DSA; SM2 only in the China Regions).
+func importTarget(spec, usage string) (t hsmpool.ImportTarget, ok bool) {
+	info := specs[spec]
+	switch info.family {
+	case famSymmetric:
+		return hsmpool.ImportTarget{Size: symmetricMaterialSize}, spec == specSymmetricDefault
+	case famHMAC:
+		return hsmpool.ImportTarget{Size: info.keyLen, Secret: true}, true
+	case famRSA, famNIST, famSECP256K1:
+		hs, ok := hsmSpec(spec, usage)
+		return hsmpool.ImportTarget{Pair: hs}, ok
+	}
+	return t, false
+}
+
+// checkImportSpec answers CreateKey with Origin EXTERNAL for a spec that
+// cannot have imported material.
+func checkImportSpec(spec, usage string) error {
+	if _, ok := importTarget(spec, usage); !ok {
+		return apiErr(errUnsupported, "KeySpec %s does not support imported key material (Origin EXTERNAL).", spec)
+	}
+	return nil
+}
+
+// checkWrapping applies the guide's "Select a wrapping algorithm" rules
+// that depend on the key: RSA private keys need an RSA_AES_KEY_WRAP
+// algorithm; ECC_NIST_P521 material does not fit RSAES_OAEP under an
+// RSA_2048 wrapping key.
+func checkWrapping(k *cluster.Key, alg, wrapSpec string) error {
+	direct := alg == "RSAES_OAEP_SHA_1" || alg == "RSAES_OAEP_SHA_256"
+	switch {
+	case direct && specs[k.KeySpec].family == famRSA:
+		return apiErr(errUnsupported, "%s cannot wrap RSA private key material (%s is %s); use RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1.", alg, k.Arn, k.KeySpec)
+	case direct && k.KeySpec == "ECC_NIST_P521" && wrapSpec == "RSA_2048":
+		return apiErr(errUnsupported, "You cannot use an RSA_2048 wrapping key with %s to wrap ECC_NIST_P521 key material; use a larger wrapping key or an RSA_AES_KEY_WRAP algorithm.", alg)
+	}
+	return nil
 }
 
 func opGetParametersForImport(s *Server, r *request) (any, error) {
@@ -150,6 +193,9 @@ func opGetParametersForImport(s *Server, r *request) (any, error) {
 	bits, ok := wrappingBits[spec]
 	if !ok {
 		return nil, apiErr(errUnsupported, "WrappingKeySpec %s is not supported; use RSA_2048, RSA_3072 or RSA_4096.", spec)
+	}
+	if err := checkWrapping(k, alg, spec); err != nil {
+		return nil, err
 	}
 	pub, wrappedPriv, err := s.pool.GenerateImportKey(r.ctx, bits)
 	if err != nil {
@@ -271,14 +317,31 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	target, ok := importTarget(k.KeySpec, k.KeyUsage)
+	switch {
+	case !ok:
+		return nil, checkImportSpec(k.KeySpec, k.KeyUsage)
+	case k.KeySpec != specSymmetricDefault && (in.ImportType != nil || in.KeyMaterialDescription != nil || in.KeyMaterialId != nil):
+		return nil, apiErr(errValidation, "ImportType, KeyMaterialDescription and KeyMaterialId are only usable with symmetric encryption keys; %s is %s.", k.Arn, k.KeySpec)
+	case target.Pair.Type != 0 && !s.pool.Supports(target.Pair):
+		return nil, apiErr(errUnsupported, "This kmsd's HSM cannot hold %s private keys, so it cannot import them.", k.KeySpec)
+	}
 	var im cluster.KeyImport
 	if k.Import != nil {
 		im = *k.Import
 	}
+	if k.IsReplica() && im.MaterialID == "" {
+		// The guide's order: the primary first, then the same material
+		// into each replica; until the primary's material is known here
+		// there is nothing to compare with.
+		return nil, apiErr(errUnsupported, "%s is a multi-Region replica key: import key material into its primary key (%s) first, then the same key material here.", k.Arn, k.MR.Primary.Arn)
+	}
+	target.FingerprintKey = im.FingerprintKey
+	versions := k.ImportVersions()
 	switch {
-	case importType == "NEW_KEY_MATERIAL" && im.MaterialID != "":
-		return nil, apiErr(errUnsupported, "%s already has imported key material; kmsd does not rotate imported material. Re-import the same material with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
-	case importType == "EXISTING_KEY_MATERIAL" && im.MaterialID == "":
+	case importType == "NEW_KEY_MATERIAL" && len(versions) > 0 && k.MultiRegion:
+		return nil, apiErr(errUnsupported, "%s is a multi-Region key; kmsd does not rotate the imported material of multi-Region keys. Re-import the same material with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
+	case importType == "EXISTING_KEY_MATERIAL" && len(versions) == 0:
 		return nil, apiErr(errValidation, "No key material has been imported into %s yet; use ImportType NEW_KEY_MATERIAL.", k.Arn)
 	}
 
@@ -299,25 +362,56 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	case params.ValidTo <= now.UnixNano():
 		return nil, errImportTokenExpiry
 	}
-	wrapped, err := s.pool.ImportKeyMaterial(r.ctx, params.WrappedPrivateKey, importAlgs[params.WrappingAlgorithm], in.EncryptedKeyMaterial, symmetricMaterialSize)
+	imported, err := s.pool.ImportKeyMaterial(r.ctx, params.WrappedPrivateKey, importAlgs[params.WrappingAlgorithm], in.EncryptedKeyMaterial, target)
 	switch {
 	case errors.Is(err, hsmpool.ErrMaterialSize):
-		return nil, apiErr(errInvalidCiphertext, "The key material of a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).")
+		return nil, apiErr(errInvalidCiphertext, "The key material of a %s key must be %d bits (%d bytes).", k.KeySpec, 8*target.Size, target.Size)
+	case errors.Is(err, hsmpool.ErrMaterialInvalid):
+		return nil, apiErr(errInvalidCiphertext, "The key material is not a valid %s private key: it must be a PKCS#8 key of the key spec's modulus size or named curve whose parts agree.", k.KeySpec)
+	case errors.Is(err, hsmpool.ErrAuthFailed) && target.Pair.Type != 0:
+		return nil, apiErr(errInvalidCiphertext, "The encrypted key material could not be decrypted with the wrapping key and algorithm of this import token, or is not a PKCS#8 %s private key.", k.KeySpec)
 	case errors.Is(err, hsmpool.ErrAuthFailed):
 		return nil, apiErr(errInvalidCiphertext, "The encrypted key material could not be decrypted with the wrapping key and algorithm of this import token.")
 	case err != nil:
 		return nil, err
 	}
-	mid := materialID(cluster.Material{Wrapped: wrapped})
-	if (im.MaterialID != "" && im.MaterialID != mid) || (in.KeyMaterialId != nil && *in.KeyMaterialId != mid) {
+	cmd := &cluster.ImportMaterial{KeyID: k.ID, TokenID: tok.id, Wrapped: imported.Wrapped}
+	switch {
+	case target.Pair.Type != 0:
+		der, err := hsmPublicDER(k.KeySpec, imported.Public)
+		if err != nil {
+			return nil, err
+		}
+		// The key pair's identity is its public key: the same private key
+		// gives the same fingerprint whatever its encoding, and it is
+		// public anyway (GetPublicKey).
+		sum := sha256.Sum256(der)
+		cmd.Form, cmd.Public, cmd.ReportedID = cluster.MaterialHSMPrivate, der, hex.EncodeToString(sum[:])
+	case target.Secret:
+		cmd.Form = cluster.MaterialHSMSecret
+	}
+	if len(target.FingerprintKey) > 0 && target.Pair.Type == 0 {
+		cmd.ReportedID = hex.EncodeToString(imported.Fingerprint)
+	}
+	mid := materialID(cluster.Material{Wrapped: cmd.Wrapped, ID: cmd.ReportedID})
+	known := slices.ContainsFunc(versions, func(v cluster.VersionImport) bool { return v.MaterialID == mid })
+	pending := im.Pending != nil && im.Pending.MaterialID == mid
+	switch {
+	case importType == "NEW_KEY_MATERIAL" && known:
+		return nil, apiErr(errValidation, "This key material is already associated with %s; re-import it with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
+	case importType == "NEW_KEY_MATERIAL" && len(versions) > 0 && im.Pending != nil && !pending:
+		return nil, apiErr(errValidation, "%s already has key material pending rotation (%s): rotate to it (RotateKeyOnDemand) or delete it first.", k.Arn, im.Pending.MaterialID)
+	case importType != "NEW_KEY_MATERIAL" && len(versions) > 0 && !known && !pending,
+		in.KeyMaterialId != nil && *in.KeyMaterialId != mid:
 		return nil, apiErr(errIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", k.Arn)
 	}
+	cmd.NewMaterial = importType == "NEW_KEY_MATERIAL" || pending
 	desc := im.Description
 	if in.KeyMaterialDescription != nil {
 		desc = *in.KeyMaterialDescription
 	}
-	err = s.applyKeyChange(r, k, &cluster.ImportMaterial{KeyID: k.ID, TokenID: tok.id, Wrapped: wrapped, MaterialID: mid,
-		ExpirationModel: model, ValidTo: validTo, Description: desc, Now: now.UnixNano()})
+	cmd.MaterialID, cmd.ExpirationModel, cmd.ValidTo, cmd.Description, cmd.Now = mid, model, validTo, desc, now.UnixNano()
+	err = s.applyKeyChange(r, k, cmd)
 	switch {
 	case errors.Is(err, cluster.ErrImportToken):
 		return nil, errNoImportToken
@@ -325,6 +419,8 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 		return nil, errImportTokenExpiry
 	case errors.Is(err, cluster.ErrIncorrectMaterial):
 		return nil, apiErr(errIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", k.Arn)
+	case errors.Is(err, cluster.ErrInvalidState) && cmd.NewMaterial:
+		return nil, apiErr(errValidation, "%s already has other key material pending rotation: rotate to it (RotateKeyOnDemand) or delete it first.", k.Arn)
 	case err != nil:
 		return nil, err
 	}
@@ -343,19 +439,30 @@ func opDeleteImportedKeyMaterial(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, had := k.CurrentMaterial()
 	out := &importKeyMaterialResponse{KeyId: k.Arn}
-	if had {
-		out.KeyMaterialId = materialID(m)
+	cmd := &cluster.DeleteImportedMaterial{KeyID: k.ID, Now: s.cfg.Now().UnixNano()}
+	versions := k.ImportVersions()
+	var gone []byte // the wrapped material whose HSM handle goes
+	switch {
+	case in.KeyMaterialId != nil && k.Import != nil && k.Import.Pending != nil && k.Import.Pending.MaterialID == *in.KeyMaterialId:
+		cmd.Pending, out.KeyMaterialId, gone = true, *in.KeyMaterialId, k.Import.Pending.Wrapped
+	case in.KeyMaterialId != nil:
+		i := slices.IndexFunc(versions, func(v cluster.VersionImport) bool { return v.MaterialID == *in.KeyMaterialId })
+		if i < 0 {
+			return nil, apiErr(errNotFound, "Key material %s is not key material of %s.", *in.KeyMaterialId, k.Arn)
+		}
+		cmd.Version, out.KeyMaterialId = uint32(i+1), *in.KeyMaterialId
+	case len(versions) > 0:
+		cmd.Version, out.KeyMaterialId = uint32(len(versions)), versions[len(versions)-1].MaterialID
 	}
-	if in.KeyMaterialId != nil && *in.KeyMaterialId != out.KeyMaterialId {
-		return nil, apiErr(errNotFound, "Key material %s is not the current key material of %s.", *in.KeyMaterialId, k.Arn)
+	if m, ok := k.MaterialVersion(cmd.Version); ok && !cmd.Pending {
+		gone = m.Wrapped
 	}
-	if err := s.applyKeyChange(r, k, &cluster.DeleteImportedMaterial{KeyID: k.ID, Now: s.cfg.Now().UnixNano()}); err != nil {
+	if err := s.applyKeyChange(r, k, cmd); err != nil {
 		return nil, err
 	}
-	if had {
-		s.pool.Forget(m.Wrapped)
+	if gone != nil {
+		s.pool.Forget(gone)
 	}
 	return out, nil
 }
@@ -381,16 +488,24 @@ func (s *Server) importTick(ctx context.Context, k *cluster.Key, now int64) erro
 		return nil
 	}
 	var errs []error
-	if m, had := k.CurrentMaterial(); had && im.ExpirationModel == cluster.ExpirationExpires && im.ValidTo <= now {
-		_, err := s.apply(ctx, &cluster.DeleteImportedMaterial{KeyID: k.ID, Expire: true, ExpectValidTo: im.ValidTo, Now: now})
+	expire := func(c *cluster.DeleteImportedMaterial, wrapped []byte) {
+		_, err := s.apply(ctx, c)
 		switch {
 		case err == nil:
-			s.pool.Forget(m.Wrapped)
-			s.log.Info("deleted expired imported key material", "key", k.Arn)
+			s.pool.Forget(wrapped)
+			s.log.Info("deleted expired imported key material", "key", k.Arn, "version", c.Version, "pending", c.Pending)
 			s.auditServiceEvent("DeleteExpiredKeyMaterial", k)
 		case !errors.Is(err, cluster.ErrInvalidState) && !errors.Is(err, cluster.ErrKeyNotFound):
 			errs = append(errs, err)
 		}
+	}
+	for i, v := range k.ImportVersions() {
+		if m, ok := k.MaterialVersion(uint32(i + 1)); ok && v.Imported && v.ExpirationModel == cluster.ExpirationExpires && v.ValidTo <= now {
+			expire(&cluster.DeleteImportedMaterial{KeyID: k.ID, Version: uint32(i + 1), Expire: true, ExpectValidTo: v.ValidTo, Now: now}, m.Wrapped)
+		}
+	}
+	if p := im.Pending; p != nil && p.ExpirationModel == cluster.ExpirationExpires && p.ValidTo <= now {
+		expire(&cluster.DeleteImportedMaterial{KeyID: k.ID, Pending: true, Expire: true, ExpectValidTo: p.ValidTo, Now: now}, p.Wrapped)
 	}
 	for _, p := range im.Params {
 		if p.ValidTo <= now {

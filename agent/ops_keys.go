@@ -72,12 +72,10 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	}
 	if origin == cluster.OriginExternal {
 		switch {
-		case spec != specSymmetricDefault:
-			return nil, apiErr(errUnsupported, "kmsd imports key material for SYMMETRIC_DEFAULT keys only; %s with Origin EXTERNAL is not supported yet.", spec)
+		case checkImportSpec(spec, usage) != nil:
+			return nil, checkImportSpec(spec, usage)
 		case in.CustomKeyStoreId != nil || in.XksKeyId != nil:
 			return nil, apiErr(errUnsupported, "Origin EXTERNAL keys cannot be in a custom key store.")
-		case in.MultiRegion:
-			return nil, apiErr(errUnsupported, "Multi-Region keys with imported key material are not supported by kmsd yet.")
 		}
 	}
 	desc := ""
@@ -126,6 +124,13 @@ func opCreateKey(s *Server, r *request) (any, error) {
 	}
 	if origin == cluster.OriginExternal { // material comes with ImportKeyMaterial
 		k.State, k.Import = cluster.StatePendingImport, &cluster.KeyImport{}
+		if t, _ := importTarget(spec, usage); in.MultiRegion && t.Pair.Type == 0 {
+			fp, err := s.pool.GenerateWrappedKey(r.ctx) // see cluster.KeyImport.FingerprintKey
+			if err != nil {
+				return nil, err
+			}
+			k.Import.FingerprintKey = fp
+		}
 	} else {
 		material, err := s.newMaterial(r.ctx, id, spec, usage, now)
 		if err != nil {

@@ -21,7 +21,10 @@ func (s *Server) rotatableKey(r *request, op string, id *string) (*cluster.Key, 
 	if err != nil {
 		return nil, err
 	}
-	if k.Origin != originAWSKMS {
+	if k.Origin != originAWSKMS && !(k.Origin == cluster.OriginExternal && (op == "RotateKeyOnDemand" || op == "ListKeyRotations") &&
+		k.KeySpec == specSymmetricDefault && !k.MultiRegion) {
+		// Imported material rotates on demand only, by importing new
+		// material first (single-Region symmetric keys; see README).
 		return nil, stateError(r7, k)
 	}
 	if k.IsReplica() && op != "ListKeyRotations" {
@@ -112,12 +115,21 @@ func opRotateKeyOnDemand(s *Server, r *request) (any, error) {
 	if k.OnDemandRotations >= cluster.MaxOnDemandRotations {
 		return nil, apiErr(errLimitExceeded, "%s has reached the limit of %d on-demand rotations.", k.Arn, cluster.MaxOnDemandRotations)
 	}
-	wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
-	if err != nil {
-		return nil, err
+	var c cluster.Command
+	if k.Origin == cluster.OriginExternal {
+		if k.Import == nil || k.Import.Pending == nil {
+			return nil, apiErr(errUnsupported, "%s has imported key material: import the new key material (ImportKeyMaterial with ImportType NEW_KEY_MATERIAL) before RotateKeyOnDemand.", k.Arn)
+		}
+		c = &cluster.RotateImported{KeyID: k.ID, Now: s.cfg.Now().UnixNano()}
+	} else {
+		wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
+		if err != nil {
+			return nil, err
+		}
+		c = &cluster.RotateKey{KeyID: k.ID,
+			Material: cluster.Material{Wrapped: wrapped, Created: s.cfg.Now().UnixNano(), RotationType: cluster.RotationOnDemand}}
 	}
-	err = s.applyKeyChange(r, k, &cluster.RotateKey{KeyID: k.ID,
-		Material: cluster.Material{Wrapped: wrapped, Created: s.cfg.Now().UnixNano(), RotationType: cluster.RotationOnDemand}})
+	err = s.applyKeyChange(r, k, c)
 	if errors.Is(err, cluster.ErrLimitExceeded) {
 		return nil, apiErr(errLimitExceeded, "%s has reached the limit of %d on-demand rotations.", k.Arn, cluster.MaxOnDemandRotations)
 	}
@@ -150,33 +162,80 @@ func opListKeyRotations(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	entries := rotationEntries(k)
 	start := 0
 	if in.Marker != nil {
 		n, err := strconv.Atoi(*in.Marker)
-		if err != nil || n < 0 || n > len(k.Materials) {
+		if err != nil || n < 0 || n > len(entries) {
 			return nil, apiErr(errInvalidMarker, "The marker %q is not one this service returned.", *in.Marker)
 		}
 		start = n
 	}
 	out := &listKeyRotationsResponse{Rotations: []rotationEntry{}}
 	i := start
-	for ; i < len(k.Materials) && len(out.Rotations) < limit; i++ {
-		m := k.Materials[i]
-		if m.RotationType == "" && !all {
+	for ; i < len(entries) && len(out.Rotations) < limit; i++ {
+		e := entries[i]
+		if e.RotationType == "" && !all {
 			continue
-		}
-		e := rotationEntry{KeyId: k.ID, KeyMaterialId: materialID(m), KeyMaterialState: "NON_CURRENT", RotationType: m.RotationType}
-		if i == len(k.Materials)-1 {
-			e.KeyMaterialState = "CURRENT"
-		}
-		if m.RotationType != "" {
-			d := epoch(m.Created)
-			e.RotationDate = &d
 		}
 		out.Rotations = append(out.Rotations, e)
 	}
-	if i < len(k.Materials) {
+	if i < len(entries) {
 		out.Truncated, out.NextMarker = true, strconv.Itoa(i)
 	}
 	return out, nil
+}
+
+// rotationEntries lists k's material versions, oldest first, as
+// ListKeyRotations reports them; a key with imported material reports each
+// version's import state (also of versions whose material is deleted) and
+// last its pending material (PENDING_ROTATION, which ListKeyRotations shows
+// only with ALL_KEY_MATERIAL, like the first material: no RotationType).
+func rotationEntries(k *cluster.Key) []rotationEntry {
+	var out []rotationEntry
+	if k.Origin != cluster.OriginExternal {
+		for i, m := range k.Materials {
+			e := rotationEntry{KeyId: k.ID, KeyMaterialId: materialID(m), KeyMaterialState: "NON_CURRENT", RotationType: m.RotationType}
+			if i == len(k.Materials)-1 {
+				e.KeyMaterialState = "CURRENT"
+			}
+			if m.RotationType != "" {
+				d := epoch(m.Created)
+				e.RotationDate = &d
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	vs := k.ImportVersions()
+	for i, v := range vs {
+		e := rotationEntry{KeyId: k.ID, KeyMaterialId: v.MaterialID, KeyMaterialState: "NON_CURRENT", RotationType: v.RotationType,
+			ImportState: "PENDING_IMPORT", KeyMaterialDescription: v.Description}
+		if i == len(vs)-1 {
+			e.KeyMaterialState = "CURRENT"
+		}
+		if v.RotationType != "" {
+			d := epoch(v.Created)
+			e.RotationDate = &d
+		}
+		if v.Imported {
+			e.ImportState, e.ExpirationModel = "IMPORTED", v.ExpirationModel
+			if v.ExpirationModel == cluster.ExpirationExpires {
+				t := epoch(v.ValidTo)
+				e.ValidTo = &t
+			}
+		}
+		out = append(out, e)
+	}
+	if k.Import != nil && k.Import.Pending != nil {
+		p := k.Import.Pending
+		e := rotationEntry{KeyId: k.ID, KeyMaterialId: p.MaterialID, KeyMaterialState: "PENDING_ROTATION", ImportState: "IMPORTED",
+			ExpirationModel: p.ExpirationModel, KeyMaterialDescription: p.Description}
+		if p.ExpirationModel == cluster.ExpirationExpires {
+			t := epoch(p.ValidTo)
+			e.ValidTo = &t
+		}
+		out = append(out, e)
+	}
+	return out
 }

@@ -106,7 +106,7 @@ func writeTemp(t *testing.T, name string, b []byte) string {
 	return p
 }
 
-func openssl(t *testing.T, args ...string) string {
+func runOpenSSL(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("openssl", args...).CombinedOutput()
 	if err != nil {
@@ -159,7 +159,7 @@ func TestSM2Keys(t *testing.T) {
 				t.Errorf("SM2/%s: GetPublicKey %+v", e.usage, pk)
 			}
 			sm2Point(t, pk.PublicKey)
-			if out := openssl(t, "pkey", "-pubin", "-inform", "DER", "-in", writeTemp(t, "pub.der", pk.PublicKey), "-text", "-noout"); !strings.Contains(out, "ASN1 OID: SM2") {
+			if out := runOpenSSL(t, "pkey", "-pubin", "-inform", "DER", "-in", writeTemp(t, "pub.der", pk.PublicKey), "-text", "-noout"); !strings.Contains(out, "ASN1 OID: SM2") {
 				t.Errorf("openssl reads the public key as:\n%s", out)
 			}
 		}
@@ -185,7 +185,7 @@ func TestSM2Keys(t *testing.T) {
 			}
 			// OpenSSL computes Z with the default ID and verifies over the
 			// message: for DIGEST this shows e is SM3(Z || M).
-			if got := openssl(t, "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", pubPath, "-rawin", "-in", msgPath,
+			if got := runOpenSSL(t, "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", pubPath, "-rawin", "-in", msgPath,
 				"-sigfile", writeTemp(t, "sig", out.Signature), "-digest", "sm3", "-pkeyopt", "distid:1234567812345678"); !strings.Contains(got, "Verified Successfully") {
 				t.Fatalf("%s: openssl: %s", in.mt, got)
 			}
@@ -233,7 +233,7 @@ func TestSM2Keys(t *testing.T) {
 			}
 			// The guide's check of the ciphertext format: ASN.1 SEQUENCE
 			// of x, y, C3 (SM3, 32 bytes) and C2 (as long as the plaintext).
-			got := openssl(t, "asn1parse", "-inform", "DER", "-in", writeTemp(t, "ct", out.CiphertextBlob))
+			got := runOpenSSL(t, "asn1parse", "-inform", "DER", "-in", writeTemp(t, "ct", out.CiphertextBlob))
 			lines := strings.Split(strings.TrimSpace(got), "\n")
 			if len(lines) != 5 || !strings.Contains(lines[0], "SEQUENCE") || !strings.Contains(lines[1], "INTEGER") || !strings.Contains(lines[2], "INTEGER") ||
 				!strings.Contains(lines[3], "l=  32 prim: OCTET STRING") || !strings.Contains(lines[4], "OCTET STRING") {
@@ -251,7 +251,7 @@ func TestSM2Keys(t *testing.T) {
 			pt := make([]byte, n)
 			rand.Read(pt)
 			ctPath := filepath.Join(t.TempDir(), "ct")
-			openssl(t, "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", writeTemp(t, "pub.der", pub), "-in", writeTemp(t, "pt", pt), "-out", ctPath)
+			runOpenSSL(t, "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", writeTemp(t, "pub.der", pub), "-in", writeTemp(t, "pt", pt), "-out", ctPath)
 			var err error
 			if oct, err = os.ReadFile(ctPath); err != nil {
 				t.Fatal(err)
@@ -353,8 +353,8 @@ func TestSM2Keys(t *testing.T) {
 		}
 		// A peer key as OpenSSL writes it is accepted.
 		dir := t.TempDir()
-		openssl(t, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2", "-out", filepath.Join(dir, "peer.pem"))
-		openssl(t, "pkey", "-in", filepath.Join(dir, "peer.pem"), "-pubout", "-outform", "DER", "-out", filepath.Join(dir, "peer.der"))
+		runOpenSSL(t, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2", "-out", filepath.Join(dir, "peer.pem"))
+		runOpenSSL(t, "pkey", "-in", filepath.Join(dir, "peer.pem"), "-pubout", "-outform", "DER", "-out", filepath.Join(dir, "peer.der"))
 		peerDER, err := os.ReadFile(filepath.Join(dir, "peer.der"))
 		if err != nil {
 			t.Fatal(err)
@@ -409,11 +409,11 @@ func TestSM2Keys(t *testing.T) {
 			// OpenSSL reads the PKCS#8 key as SM2 and derives the same
 			// public key.
 			privPath := writeTemp(t, "priv.der", p.priv)
-			if out := openssl(t, "pkey", "-inform", "DER", "-in", privPath, "-text", "-noout"); !strings.Contains(out, "ASN1 OID: SM2") {
+			if out := runOpenSSL(t, "pkey", "-inform", "DER", "-in", privPath, "-text", "-noout"); !strings.Contains(out, "ASN1 OID: SM2") {
 				t.Fatalf("openssl reads the private key as:\n%s", out)
 			}
 			pubPath := filepath.Join(t.TempDir(), "pub.der")
-			openssl(t, "pkey", "-inform", "DER", "-in", privPath, "-pubout", "-outform", "DER", "-out", pubPath)
+			runOpenSSL(t, "pkey", "-inform", "DER", "-in", privPath, "-pubout", "-outform", "DER", "-out", pubPath)
 			if got, _ := os.ReadFile(pubPath); !bytes.Equal(got, p.pub) {
 				t.Fatal("the public key is not the private key's")
 			}

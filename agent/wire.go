@@ -261,6 +261,11 @@ type rotationEntry struct {
 	KeyMaterialState string `json:"KeyMaterialState"`
 	RotationDate     *epoch `json:"RotationDate,omitempty"`
 	RotationType     string `json:"RotationType,omitempty"`
+	// Symmetric keys with imported material only:
+	ImportState            string `json:"ImportState,omitempty"`
+	ExpirationModel        string `json:"ExpirationModel,omitempty"`
+	ValidTo                *epoch `json:"ValidTo,omitempty"`
+	KeyMaterialDescription string `json:"KeyMaterialDescription,omitempty"`
 }
 
 type listKeyRotationsResponse struct {

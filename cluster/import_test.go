@@ -109,3 +109,64 @@ func TestImportCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestImportRotationCommands: pending material, RotateImported, per-version
+// delete, expiry and re-import.
+func TestImportRotationCommands(t *testing.T) {
+	n := newTestNode(t, t.TempDir())
+	ctx := context.Background()
+	mustApply(t, n, &CreateKey{Key: externalKey("r")})
+	key := func() *Key { k, _ := n.Key("r"); return k }
+	mustApply(t, n, &PutImportParams{KeyID: "r", Now: 1, Params: ImportParams{TokenID: "t", WrappedPrivateKey: []byte("p"), ValidTo: 1000}})
+	imp := func(id string, isNew bool, validTo int64) *ImportMaterial {
+		m := &ImportMaterial{KeyID: "r", TokenID: "t", Wrapped: []byte("w-" + id), MaterialID: id, NewMaterial: isNew,
+			ExpirationModel: ExpirationDoesNotExpire, Now: 10}
+		if validTo != 0 {
+			m.ExpirationModel, m.ValidTo = ExpirationExpires, validTo
+		}
+		return m
+	}
+	if _, err := n.Apply(ctx, &RotateImported{KeyID: "r", Now: 5}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("rotation without material: %v", err)
+	}
+	mustApply(t, n, imp("a", true, 0))
+	mustApply(t, n, imp("b", true, 900)) // pending
+	if k := key(); len(k.Materials) != 1 || k.Import.Pending == nil || k.Import.Pending.MaterialID != "b" {
+		t.Fatalf("pending: %+v", k.Import)
+	}
+	if _, err := n.Apply(ctx, imp("c", true, 0)); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("second pending material: %v", err)
+	}
+	mustApply(t, n, &RotateImported{KeyID: "r", Now: 20})
+	k := key()
+	if len(k.Materials) != 2 || k.Materials[1].Version != 2 || !bytes.Equal(k.Materials[1].Wrapped, []byte("w-b")) ||
+		k.Materials[1].RotationType != RotationOnDemand || k.Import.Pending != nil || k.OnDemandRotations != 1 ||
+		k.Import.ValidTo != 900 || k.Import.MaterialID != "a" {
+		t.Fatalf("after rotation: %+v %+v", k.Materials, k.Import)
+	}
+	// Version 1 deleted: PendingImport; current (2) still there; only a's
+	// material restores version 1.
+	mustApply(t, n, &DeleteImportedMaterial{KeyID: "r", Version: 1, Now: 30})
+	if k := key(); k.State != StatePendingImport || len(k.Materials) != 1 || k.Materials[0].Version != 2 {
+		t.Fatalf("after deleting version 1: %s %+v", k.State, k.Materials)
+	}
+	if _, err := n.Apply(ctx, imp("c", false, 0)); !errors.Is(err, ErrIncorrectMaterial) {
+		t.Fatalf("other material: %v", err)
+	}
+	mustApply(t, n, imp("a", false, 0))
+	if k := key(); k.State != StateEnabled || len(k.Materials) != 2 || k.Materials[0].Version != 1 {
+		t.Fatalf("after re-import: %s %+v", k.State, k.Materials)
+	}
+	// Version 2 expires at 900, once.
+	mustApply(t, n, &DeleteImportedMaterial{KeyID: "r", Version: 2, Expire: true, ExpectValidTo: 900, Now: 950})
+	if _, err := n.Apply(ctx, &DeleteImportedMaterial{KeyID: "r", Version: 2, Expire: true, ExpectValidTo: 900, Now: 960}); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("second expiry: %v", err)
+	}
+	if k := key(); k.State != StatePendingImport || len(k.Materials) != 1 || k.Import.ExpirationModel != "" {
+		t.Fatalf("after expiry: %s %+v %+v", k.State, k.Materials, k.Import)
+	}
+	vs := key().ImportVersions()
+	if len(vs) != 2 || !vs[0].Imported || vs[1].Imported || vs[1].RotationType != RotationOnDemand {
+		t.Fatalf("versions: %+v", vs)
+	}
+}

@@ -81,21 +81,26 @@ type RotationSync struct {
 //   - each of Materials whose Version is the key's last version + 1 is
 //     appended; others (already held) are ignored;
 //   - Rotation, when set, replaces the rotation settings;
-//   - Activate moves a Creating key to Enabled;
+//   - ImportMaterialID, when set, is the primary's imported-material
+//     fingerprint (KeyImport.MaterialID); an EXTERNAL key that has none
+//     takes it (a replica learns which material it may import);
+//   - Activate moves a Creating key to Enabled, or to PendingImport if it
+//     is an EXTERNAL key without material;
 //   - SavePrev stores the state in PrevState before State (when set)
 //     replaces it, unless the key is in State already; RestorePrev returns
 //     to PrevState and clears it (an Updating key with none saved becomes
 //     Enabled).
 type SetMultiRegion struct {
-	KeyID       string
-	ExpectState string
-	Config      *MultiRegion
-	Materials   []Material
-	Rotation    *RotationSync
-	Activate    bool
-	State       string
-	SavePrev    bool
-	RestorePrev bool
+	KeyID            string
+	ExpectState      string
+	Config           *MultiRegion
+	Materials        []Material
+	Rotation         *RotationSync
+	ImportMaterialID string
+	Activate         bool
+	State            string
+	SavePrev         bool
+	RestorePrev      bool
 }
 
 // AddReplica records a replica on a primary key. A Region that already
@@ -173,8 +178,16 @@ func (s *state) applyMultiRegion(c Command) (resp any, ok bool) {
 			if r := c.Rotation; r != nil {
 				k.RotationEnabled, k.RotationDays, k.NextRotation = r.Enabled, r.Days, r.Next
 			}
-			if c.Activate && k.State == StateCreating && len(k.Materials) > 0 {
+			if c.ImportMaterialID != "" && k.Origin == OriginExternal && (k.Import == nil || k.Import.MaterialID == "") {
+				im := k.importState()
+				im.MaterialID = c.ImportMaterialID
+				k.Import = &im
+			}
+			switch {
+			case c.Activate && k.State == StateCreating && len(k.Materials) > 0:
 				k.State = StateEnabled
+			case c.Activate && k.State == StateCreating && k.Origin == OriginExternal:
+				k.State = StatePendingImport
 			}
 			if c.State != "" {
 				if c.SavePrev && k.State != c.State { // already there: keep the state to return to

@@ -145,3 +145,33 @@ func FuzzMultiRegionCommands(f *testing.F) {
 		}
 	})
 }
+
+// TestMultiRegionImportedReplica: a replica of a key with imported
+// material becomes PendingImport (not Enabled) when activated, learns the
+// primary's material fingerprint once, and takes only that material.
+func TestMultiRegionImportedReplica(t *testing.T) {
+	n := newTestNode(t, t.TempDir())
+	ctx := context.Background()
+	rk := testKey("mrk-3")
+	rk.State, rk.MultiRegion, rk.Origin, rk.Materials = StateCreating, true, OriginExternal, nil
+	rk.Import = &KeyImport{FingerprintKey: []byte("fp")}
+	rk.MR = &MultiRegion{Type: MultiRegionReplica, Primary: RegionKey{"eu-west-1", "p"}, Gen: 2}
+	mustApply(t, n, &CreateKey{Key: rk})
+	key := func() *Key { k, _ := n.Key("mrk-3"); return k }
+	mustApply(t, n, &SetMultiRegion{KeyID: "mrk-3", ImportMaterialID: "aa", Activate: true})
+	if k := key(); k.State != StatePendingImport || k.Import.MaterialID != "aa" || !bytes.Equal(k.Import.FingerprintKey, []byte("fp")) {
+		t.Fatalf("activated replica: %s %+v", k.State, k.Import)
+	}
+	mustApply(t, n, &SetMultiRegion{KeyID: "mrk-3", ImportMaterialID: "bb"})
+	if k := key(); k.Import.MaterialID != "aa" {
+		t.Fatalf("the fingerprint changed: %s", k.Import.MaterialID)
+	}
+	mustApply(t, n, &PutImportParams{KeyID: "mrk-3", Params: ImportParams{TokenID: "t", WrappedPrivateKey: []byte("k"), ValidTo: 100}, Now: 1})
+	if _, err := n.Apply(ctx, &ImportMaterial{KeyID: "mrk-3", TokenID: "t", Wrapped: []byte("m"), MaterialID: "bb", Now: 2}); !errors.Is(err, ErrIncorrectMaterial) {
+		t.Fatalf("other material: %v", err)
+	}
+	mustApply(t, n, &ImportMaterial{KeyID: "mrk-3", TokenID: "t", Wrapped: []byte("m"), MaterialID: "aa", ReportedID: "aa", Now: 2})
+	if k := key(); k.State != StateEnabled || len(k.Materials) != 1 || k.Materials[0].ID != "aa" {
+		t.Fatalf("after import: %s %+v", k.State, k.Materials)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/kmsd/kmsd/hsmpool/hsmtest"
 )
 
+var aes32 = hsmpool.ImportTarget{Size: 32}
+
 var importAlgs = []hsmpool.ImportAlgorithm{hsmpool.ImportOAEPSHA1, hsmpool.ImportOAEPSHA256,
 	hsmpool.ImportRSAAESWrapSHA1, hsmpool.ImportRSAAESWrapSHA256}
 
@@ -39,10 +41,11 @@ func TestImportKeyMaterial(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				w, err := p.ImportKeyMaterial(ctx, priv, alg, enc, 32)
+				im, err := p.ImportKeyMaterial(ctx, priv, alg, enc, aes32)
 				if err != nil {
 					t.Fatal(err)
 				}
+				w := im.Wrapped
 				if bytes.Contains(w, material[:8]) {
 					t.Fatal("wrapped material contains the plaintext")
 				}
@@ -57,18 +60,18 @@ func TestImportKeyMaterial(t *testing.T) {
 				}
 				// The same material wraps to the same bytes (re-import check).
 				enc2, _ := hsmtest.WrapForImport(pub, alg, material)
-				w2, err := p.ImportKeyMaterial(ctx, priv, alg, enc2, 32)
-				if err != nil || !bytes.Equal(w, w2) {
-					t.Fatalf("re-import of the same material: equal=%v err=%v", bytes.Equal(w, w2), err)
+				im2, err := p.ImportKeyMaterial(ctx, priv, alg, enc2, aes32)
+				if err != nil || !bytes.Equal(w, im2.Wrapped) {
+					t.Fatalf("re-import of the same material: equal=%v err=%v", bytes.Equal(w, im2.Wrapped), err)
 				}
 				bad := bytes.Clone(enc)
 				bad[len(bad)-3] ^= 1
-				if _, err := p.ImportKeyMaterial(ctx, priv, alg, bad, 32); !errors.Is(err, hsmpool.ErrAuthFailed) {
+				if _, err := p.ImportKeyMaterial(ctx, priv, alg, bad, aes32); !errors.Is(err, hsmpool.ErrAuthFailed) {
 					t.Fatalf("tampered material: %v", err)
 				}
 				short := make([]byte, 20)
 				encShort, _ := hsmtest.WrapForImport(pub, alg, short)
-				if _, err := p.ImportKeyMaterial(ctx, priv, alg, encShort, 32); !errors.Is(err, hsmpool.ErrMaterialSize) {
+				if _, err := p.ImportKeyMaterial(ctx, priv, alg, encShort, aes32); !errors.Is(err, hsmpool.ErrMaterialSize) {
 					t.Fatalf("16-byte material: %v", err)
 				}
 			})
@@ -79,10 +82,10 @@ func TestImportKeyMaterial(t *testing.T) {
 	pubA, _, _ := p.GenerateImportKey(ctx, 2048)
 	_, privB, _ := p.GenerateImportKey(ctx, 2048)
 	enc, _ := hsmtest.WrapForImport(pubA, hsmpool.ImportOAEPSHA256, make([]byte, 32))
-	if _, err := p.ImportKeyMaterial(ctx, privB, hsmpool.ImportOAEPSHA256, enc, 32); !errors.Is(err, hsmpool.ErrAuthFailed) {
+	if _, err := p.ImportKeyMaterial(ctx, privB, hsmpool.ImportOAEPSHA256, enc, aes32); !errors.Is(err, hsmpool.ErrAuthFailed) {
 		t.Fatalf("material for another wrapping key: %v", err)
 	}
-	if _, err := p.ImportKeyMaterial(ctx, []byte("not a wrapped key at all"), hsmpool.ImportOAEPSHA1, enc, 32); !errors.Is(err, hsmpool.ErrAuthFailed) {
+	if _, err := p.ImportKeyMaterial(ctx, []byte("not a wrapped key at all"), hsmpool.ImportOAEPSHA1, enc, aes32); !errors.Is(err, hsmpool.ErrAuthFailed) {
 		t.Fatalf("garbage private key: %v", err)
 	}
 }

@@ -240,13 +240,16 @@ oaep() { openssl pkeyutl -encrypt -in "$1" -out "$2" -inkey "$work/WrappingPubli
   -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256; }
 import() { kms import-key-material --key-id "$ext" --encrypted-key-material "fileb://$work/EncryptedKeyMaterial.bin" \
   --import-token "fileb://$work/ImportToken.bin" --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE; }
+kwrap() { # kwrap FILE: RSA_AES_KEY_WRAP_SHA_256 of FILE into EncryptedKeyMaterial.bin
+  openssl rand -out "$work/aes-key.bin" 32
+  openssl enc -id-aes256-wrap-pad -K "$(xxd -p <"$work/aes-key.bin" | tr -d '\n')" -iv A65959A6 \
+    -in "$1" -out "$work/key-material-wrapped.bin"
+  oaep "$work/aes-key.bin" "$work/aes-key-wrapped.bin"
+  cat "$work/aes-key-wrapped.bin" "$work/key-material-wrapped.bin" >"$work/EncryptedKeyMaterial.bin"
+}
 params RSA_AES_KEY_WRAP_SHA_256 RSA_4096 && ok "get-parameters-for-import"
 openssl rand -out "$work/PlaintextKeyMaterial.bin" 32
-openssl rand -out "$work/aes-key.bin" 32
-openssl enc -id-aes256-wrap-pad -K "$(xxd -p <"$work/aes-key.bin" | tr -d '\n')" -iv A65959A6 \
-  -in "$work/PlaintextKeyMaterial.bin" -out "$work/key-material-wrapped.bin"
-oaep "$work/aes-key.bin" "$work/aes-key-wrapped.bin"
-cat "$work/aes-key-wrapped.bin" "$work/key-material-wrapped.bin" >"$work/EncryptedKeyMaterial.bin"
+kwrap "$work/PlaintextKeyMaterial.bin"
 out=$(import 2>&1) && [ "$(kms describe-key --key-id "$ext" | field "['KeyMetadata']['KeyState']")" = Enabled ] \
   && ok "import-key-material (OpenSSL, RSA_AES_KEY_WRAP_SHA_256)" || bad "import-key-material" "$out"
 kms encrypt --key-id "$ext" --plaintext "fileb://$work/pt" | field "['CiphertextBlob']" | base64 -d >"$work/ct.ext"
@@ -263,6 +266,34 @@ out=$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" 2>&1) && bad "decrypt
 oaep "$work/PlaintextKeyMaterial.bin" "$work/EncryptedKeyMaterial.bin"
 out=$(import 2>&1) && [ "$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" | field "['Plaintext']" | base64 -d)" = "hello, kmsd" ] \
   && ok "re-import (OpenSSL, RSAES_OAEP_SHA_256): old ciphertext decrypts" || bad "re-import same material" "$out"
+# Rotation of imported material: new material waits (PENDING_ROTATION) until
+# rotate-key-on-demand makes it current; the old ciphertext still decrypts.
+params RSAES_OAEP_SHA_256 RSA_2048
+openssl rand -out "$work/NewKeyMaterial.bin" 32 && oaep "$work/NewKeyMaterial.bin" "$work/EncryptedKeyMaterial.bin"
+out=$(kms import-key-material --key-id "$ext" --encrypted-key-material "fileb://$work/EncryptedKeyMaterial.bin" \
+  --import-token "fileb://$work/ImportToken.bin" --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE --import-type NEW_KEY_MATERIAL 2>&1) \
+  && [ "$(kms list-key-rotations --key-id "$ext" --include-key-material ALL_KEY_MATERIAL | field "['Rotations'][-1]['KeyMaterialState']")" = PENDING_ROTATION ] \
+  && ok "import-key-material --import-type NEW_KEY_MATERIAL -> PENDING_ROTATION" || bad "new imported material" "$out"
+out=$(kms rotate-key-on-demand --key-id "$ext" 2>&1) \
+  && [ "$(kms list-key-rotations --key-id "$ext" | field "['Rotations'][0]['RotationType']")" = ON_DEMAND ] \
+  && [ "$(kms decrypt --ciphertext-blob "fileb://$work/ct.ext" | field "['Plaintext']" | base64 -d)" = "hello, kmsd" ] \
+  && ok "rotate-key-on-demand of imported material; the old ciphertext decrypts" || bad "rotate imported material" "$out"
+# An asymmetric key with imported material: an ECC_NIST_P256 private key made
+# and wrapped by OpenSSL; kmsd's signature checks out with the original
+# public key.
+ext=$(kms create-key --origin EXTERNAL --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY 2>&1 | field "['KeyMetadata']['KeyId']")
+params RSA_AES_KEY_WRAP_SHA_256 RSA_3072
+openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:P-256 2>/dev/null \
+  | openssl pkcs8 -topk8 -outform der -nocrypt >"$work/ECC_NIST_P256_PrivateKey.der"
+openssl pkey -inform DER -in "$work/ECC_NIST_P256_PrivateKey.der" -pubout -outform DER -out "$work/ecc-import.pub"
+kwrap "$work/ECC_NIST_P256_PrivateKey.der"
+out=$(import 2>&1) && [ "$(kms get-public-key --key-id "$ext" | field "['PublicKey']")" = "$(base64 -w0 <"$work/ecc-import.pub")" ] \
+  && ok "import-key-material ECC_NIST_P256 (OpenSSL): get-public-key is the original public key" || bad "asymmetric import" "$out"
+if out=$(kms sign --key-id "$ext" --message "fileb://$work/pt" --message-type RAW --signing-algorithm ECDSA_SHA_256 2>&1); then
+  field "['Signature']" <<<"$out" | base64 -d >"$work/sig.imported"
+  openssl dgst -sha256 -verify "$work/ecc-import.pub" -keyform DER -signature "$work/sig.imported" "$work/pt" >/dev/null 2>&1 \
+    && ok "sign with an imported key, verified by openssl with the original key" || bad "openssl verify of an imported key's signature"
+else bad "sign with an imported key" "$out"; fi
 
 # The AWS Encryption SDK for JavaScript against kmsd (issue #3 interop).
 if [ -d test/interop/js/node_modules ]; then
