@@ -330,7 +330,10 @@ func (s *state) applyImport(c Command) (resp any, ok bool) {
 			}
 			im.Params = append([]ImportParams(nil), im.Params...)
 			switch {
-			case at < 0 && len(vs) > 0 && c.NewMaterial:
+			case at < 0 && len(vs) > 0 && c.NewMaterial && !k.MultiRegion && k.KeySpec == "SYMMETRIC_DEFAULT":
+				// Only single-Region symmetric keys rotate imported
+				// material; for the others (also when two first imports
+				// race past the agent's check) other material is not theirs.
 				if im.Pending != nil && im.Pending.MaterialID != c.MaterialID {
 					return fmt.Errorf("%w: %s already has pending key material", ErrInvalidState, k.Arn)
 				}

@@ -137,6 +137,26 @@ func TestImportRotationCommands(t *testing.T) {
 	if _, err := n.Apply(ctx, imp("c", true, 0)); !errors.Is(err, ErrInvalidState) {
 		t.Fatalf("second pending material: %v", err)
 	}
+	// A multi-Region or HMAC key never takes pending material: a second
+	// first import (two raced past the agent's check) is other material.
+	for i, mk := range []*Key{externalKey("m"), externalKey("h")} {
+		if i == 0 {
+			mk.MultiRegion = true
+		} else {
+			mk.KeySpec = "HMAC_256"
+		}
+		mustApply(t, n, &CreateKey{Key: mk})
+		mustApply(t, n, &PutImportParams{KeyID: mk.ID, Now: 1, Params: ImportParams{TokenID: "t", WrappedPrivateKey: []byte("p"), ValidTo: 1000}})
+		first, second := imp("a", true, 0), imp("b", true, 0)
+		first.KeyID, second.KeyID = mk.ID, mk.ID
+		mustApply(t, n, first)
+		if _, err := n.Apply(ctx, second); !errors.Is(err, ErrIncorrectMaterial) {
+			t.Fatalf("%s: new material on a key that does not rotate imported material: %v", mk.ID, err)
+		}
+		if k, _ := n.Key(mk.ID); k.Import.Pending != nil {
+			t.Fatalf("%s: pending material %+v", mk.ID, k.Import.Pending)
+		}
+	}
 	mustApply(t, n, &RotateImported{KeyID: "r", Now: 20})
 	k := key()
 	if len(k.Materials) != 2 || k.Materials[1].Version != 2 || !bytes.Equal(k.Materials[1].Wrapped, []byte("w-b")) ||

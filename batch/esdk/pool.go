@@ -36,6 +36,7 @@ func putBuf(b []byte) {
 		return
 	}
 	p, _ := pools.LoadOrStore(cap(b), &sync.Pool{})
+	clear(b[:cap(b)]) // frames held plaintext: none outlives its file
 	b = b[:0]
 	p.(*sync.Pool).Put(&b)
 }

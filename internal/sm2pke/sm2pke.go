@@ -77,6 +77,7 @@ func Decrypt(d []byte, ct []byte) ([]byte, error) {
 	curve := sm2ec.P256()
 	params := curve.Params()
 	dn := new(big.Int).SetBytes(d)
+	defer clear(dn.Bits()) // the private scalar
 	if len(d) > coordLen || dn.Sign() == 0 || dn.Cmp(params.N) >= 0 {
 		return nil, ErrKey
 	}
