@@ -119,7 +119,7 @@ var sigAlgs = map[string]sigAlg{
 // symmetric quota as soon as they know the key is not an RSA key.
 var quotaAfterKey = map[string]bool{
 	"Sign": true, "Verify": true, "GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
-	"Encrypt": true, "Decrypt": true, "ReEncrypt": true,
+	"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "DeriveSharedSecret": true,
 }
 
 // allowKeyQuota charges the quota of op on a key (or key pair) of spec.
@@ -519,6 +519,9 @@ func opDeriveSharedSecret(s *Server, r *request) (any, error) {
 	}
 	k, err := s.usageKey(r, in.KeyId, usageKeyAgreement, in.GrantTokens)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.allowKeyQuota(r.op, k.KeySpec); err != nil {
 		return nil, err
 	}
 	peer, err := peerPoint(k, in.PublicKey)

@@ -456,8 +456,8 @@ func TestSM2Quotas(t *testing.T) {
 		}
 		return ts, ids
 	}
-	ts, ids := quotaServer(map[quota.Group]float64{quota.SM: 0, "gdkp:SM2": 0}, "SIGN_VERIFY", "ENCRYPT_DECRYPT")
-	sig, enc := ids[0], ids[1]
+	ts, ids := quotaServer(map[quota.Group]float64{quota.SM: 0, "gdkp:SM2": 0}, "SIGN_VERIFY", "ENCRYPT_DECRYPT", "KEY_AGREEMENT")
+	sig, enc, agree := ids[0], ids[1], ids[2]
 	ctx := context.Background()
 	c := ts.client
 	sym := ts.createKey(t)
@@ -488,6 +488,10 @@ func TestSM2Quotas(t *testing.T) {
 		},
 		"GenerateDataKeyPair": func() error {
 			_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: &sym, KeyPairSpec: "SM2"})
+			return err
+		},
+		"DeriveSharedSecret": func() error {
+			_, err := c.DeriveSharedSecret(ctx, &kms.DeriveSharedSecretInput{KeyId: agree, KeyAgreementAlgorithm: "ECDH", PublicKey: []byte{0x30, 0}})
 			return err
 		},
 	}

@@ -17,7 +17,8 @@ const (
 	// RSA is the shared quota of Decrypt, Encrypt, ReEncrypt, Sign and
 	// Verify on RSA keys.
 	RSA Group = "rsa"
-	// ECC is the shared quota of Sign and Verify on ECC keys.
+	// ECC is the shared quota of Sign, Verify and DeriveSharedSecret on
+	// ECC keys.
 	ECC Group = "ecc"
 	// SM is the shared quota of cryptographic operations on SM2 keys
 	// (China Regions only).
@@ -145,7 +146,8 @@ func init() {
 // counts against, or nil for an operation that has no quota.
 //
 // Decrypt, Encrypt and ReEncrypt count against RSA, ECC or SM for keys of
-// those specs and against Symmetric otherwise; Sign and Verify likewise
+// those specs and against Symmetric otherwise; Sign, Verify and
+// DeriveSharedSecret likewise
 // (a Sign on a symmetric key fails validation but is still counted).
 // GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateMac,
 // GenerateRandom and VerifyMac count against Symmetric.
@@ -159,7 +161,7 @@ func init() {
 // The returned slice is shared: callers must not modify it.
 func GroupFor(op string, keySpec string) []Group {
 	switch op {
-	case "Decrypt", "Encrypt", "ReEncrypt", "Sign", "Verify":
+	case "Decrypt", "Encrypt", "ReEncrypt", "Sign", "Verify", "DeriveSharedSecret":
 		switch {
 		case strings.HasPrefix(keySpec, "RSA_"):
 			return rsaGroups

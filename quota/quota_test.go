@@ -123,6 +123,8 @@ func TestGroupFor(t *testing.T) {
 		{"Sign", "ECC_NIST_P256", []Group{ECC}},
 		{"Verify", "ECC_SECG_P256K1", []Group{ECC}},
 		{"Sign", "SM2", []Group{SM}},
+		{"DeriveSharedSecret", "ECC_NIST_P384", []Group{ECC}},
+		{"DeriveSharedSecret", "SM2", []Group{SM}},
 		{"Sign", "SYMMETRIC_DEFAULT", []Group{Symmetric}},
 		{"GenerateDataKeyPair", "RSA_2048", []Group{"gdkp:RSA_2048"}},
 		{"GenerateDataKeyPairWithoutPlaintext", "ECC_NIST_P384", []Group{"gdkp:ECC_NIST_P384"}},
