@@ -307,6 +307,14 @@ func validNumber(s string) bool {
 
 const hexDigits = "0123456789abcdef"
 
+// plainASCII says which bytes below 0x80 appendString copies as they are.
+var plainASCII = func() (t [0x80]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string. Like encoding/json it escapes
 // control characters, quotes, backslashes, <, >, & and U+2028/9, and
 // replaces invalid UTF-8 with U+FFFD, so a line never breaks.
@@ -316,7 +324,7 @@ func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < 0x80 {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plainASCII[c] {
 				i++
 				continue
 			}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -283,7 +284,7 @@ func filterObject(body []byte, n *node, valid bool) map[string]any {
 	if i >= len(body) || body[i] != '{' {
 		return nil
 	}
-	v, ok := filter(body[i:skipValue(body, i)], n)
+	v, ok := filter(body[i:valueEnd(body)], n)
 	if !ok {
 		return map[string]any{}
 	}
@@ -423,8 +424,23 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
+// valueEnd returns the index after the one JSON value body holds (body is
+// valid JSON): its end without trailing whitespace, found without scanning
+// the value.
+func valueEnd(body []byte) int {
+	n := len(body)
+	for n > 0 && (body[n-1] == ' ' || body[n-1] == '\t' || body[n-1] == '\n' || body[n-1] == '\r') {
+		n--
+	}
+	return n
+}
+
 // skipString returns the index after the string starting at b[i] == '"'.
 func skipString(b []byte, i int) int {
+	// Most strings hold no escape: find the closing quote with IndexByte.
+	if q := bytes.IndexByte(b[i+1:], '"'); q >= 0 && bytes.IndexByte(b[i+1:i+1+q], '\\') < 0 {
+		return i + 1 + q + 1
+	}
 	for i++; i < len(b); i++ {
 		switch b[i] {
 		case '\\':

@@ -38,7 +38,7 @@ func appendObjectJSON(dst, body []byte, n *node, valid bool, extras []extra) ([]
 	if i >= len(body) || body[i] != '{' {
 		return dst, false
 	}
-	return appendFiltered(dst, body[i:skipValue(body, i)], n, extras)
+	return appendFiltered(dst, body[i:valueEnd(body)], n, extras)
 }
 
 // member is one member written into a filtered object: its name and where
