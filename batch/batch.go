@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,6 +289,10 @@ func (b *Batcher) run(ctx context.Context, name []byte, op func(context.Context,
 
 // lead runs one batch of g and passes the lead on (or marks g idle).
 func (b *Batcher) lead(g *group, op func(context.Context, []*waiter)) {
+	// Under load, let the request goroutines that are runnable reach the
+	// queue before the batch is taken: one HSM operation then serves more
+	// of them. Idle, Gosched returns at once and nothing waits (no timer).
+	runtime.Gosched()
 	g.mu.Lock()
 	n := min(len(g.queue), b.cfg.MaxBatch)
 	batch := append([]*waiter(nil), g.queue[:n]...)
