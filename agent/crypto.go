@@ -33,13 +33,13 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 	hlen := len(out)
 
 	// The batch key may be shared with concurrent requests for the same key
-	// and material (batch/); index is unique among them, so the nonce
-	// derived from it never repeats under one batch key.
-	bk, wrapped, index, err := s.batch.NewKey(ctx, m.Wrapped, out[:hlen])
+	// and material (batch/), and with it the AES-GCM instance made from it;
+	// index is unique among them, so the nonce derived from it never repeats
+	// under one batch key.
+	aead, wrapped, index, err := s.batch.NewAEAD(ctx, m.Wrapped, out[:hlen])
 	if err != nil {
 		return nil, m, err
 	}
-	defer clear(bk)
 	if len(wrapped) != wrappedKeyLen {
 		return nil, m, errors.New("agent: HSM returned a sealed batch key of unexpected size")
 	}
@@ -47,10 +47,6 @@ func (s *Server) seal(ctx context.Context, k *cluster.Key, plaintext []byte, ect
 	nonceAt := len(out)
 	out = append(out, 0, 0, 0, 0, 0, 0, 0, 0)
 	out = binary.BigEndian.AppendUint32(out, index)
-	aead, err := newGCM(bk)
-	if err != nil {
-		return nil, m, err
-	}
 	aad := appendContext(append(make([]byte, 0, hlen+64), out[:hlen]...), ectx)
 	out = aead.Seal(out, out[nonceAt:nonceAt+gcmIVLen], plaintext, aad)
 	if k.CustomKeyStoreID != "" {

@@ -144,6 +144,8 @@ type Server struct {
 
 	readyMu sync.Mutex
 	ready   bool
+
+	deadlines *deadlineTicks // the requests' contexts (deadline.go)
 }
 
 // opFunc runs one API operation on a decoded request body and returns the
@@ -171,6 +173,8 @@ type request struct {
 	// resources are the ARNs of the keys the request was authorized on
 	// (the audit record's resources).
 	resources []string
+	// rctx is ctx as serveAPI sets it (deadline.go).
+	rctx reqCtx
 }
 
 // New makes a Server. Call Init before serving.
@@ -200,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 		pool:      cfg.Pool,
 		log:       cfg.Logger,
 		ops:       operations,
+		deadlines: newDeadlineTicks(cfg.RequestTimeout),
 	}
 	bt, err := batch.New(cfg.Pool, batch.Config{MaxBatch: cfg.MaxBatch})
 	if err != nil {
@@ -375,9 +380,8 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	r.ctx, r.at = rctx, s.cfg.Now()
+	s.deadlines.set(&r.rctx, time.Now().Add(s.cfg.RequestTimeout))
+	r.ctx, r.at = &r.rctx, s.cfg.Now()
 	if p, ok := s.node.Principal(principal); ok {
 		r.viaService = p.ViaService
 	}

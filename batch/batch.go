@@ -2,10 +2,13 @@ package batch
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +96,7 @@ type waiter struct {
 
 type result struct {
 	key    []byte
+	aead   cipher.AEAD // NewAEAD's, shared by the batch
 	sealed []byte
 	index  uint32
 	err    error
@@ -140,25 +144,62 @@ func groupName(buf []byte, kind byte, parts ...[]byte) []byte {
 // callers with the same aad and material share one key and one HSM call.
 // The caller owns key and must zero it.
 func (b *Batcher) NewKey(ctx context.Context, material, aad []byte) (key, sealed []byte, index uint32, err error) {
+	r := b.newKey(ctx, material, aad, false)
+	return r.key, r.sealed, r.index, r.err
+}
+
+// NewAEAD is NewKey for callers that only seal under the batch key: the
+// requests that share a batch key share one AES-256-GCM instance made from
+// it (stateless, so safe for concurrent use) instead of each getting a copy
+// of the key and expanding it again; the key's bytes are zeroed once the
+// instance is made.
+func (b *Batcher) NewAEAD(ctx context.Context, material, aad []byte) (aead cipher.AEAD, sealed []byte, index uint32, err error) {
+	r := b.newKey(ctx, material, aad, true)
+	return r.aead, r.sealed, r.index, r.err
+}
+
+// newKey runs NewKey (each caller gets a copy of the key) and NewAEAD
+// (shared says they share one AEAD made from it).
+func (b *Batcher) newKey(ctx context.Context, material, aad []byte, shared bool) result {
 	if b.cfg.MaxBatch == 1 {
 		b.stats.ops.Add(1)
 		b.stats.items.Add(1)
-		k, s, err := b.sealFresh(ctx, material, aad)
-		return k, s, 0, err
+		var w waiter
+		b.fresh(ctx, material, aad, shared, []*waiter{&w})
+		return w.res
 	}
 	var buf [256]byte
-	r := b.run(ctx, groupName(buf[:0], 'n', aad, material), func(ctx context.Context, ws []*waiter) {
-		k, s, err := b.sealFresh(ctx, material, aad)
-		for i, w := range ws {
-			if err != nil {
-				w.res = result{err: err}
-				continue
-			}
+	return b.run(ctx, groupName(buf[:0], 'n', aad, material), func(ctx context.Context, ws []*waiter) {
+		b.fresh(ctx, material, aad, shared, ws)
+	})
+}
+
+// fresh seals one fresh batch key for ws and sets their results.
+func (b *Batcher) fresh(ctx context.Context, material, aad []byte, shared bool, ws []*waiter) {
+	k, s, err := b.sealFresh(ctx, material, aad)
+	defer clear(k)
+	var aead cipher.AEAD
+	if err == nil && shared {
+		aead, err = newGCM(k)
+	}
+	for i, w := range ws {
+		switch {
+		case err != nil:
+			w.res = result{err: err}
+		case shared:
+			w.res = result{aead: aead, sealed: s, index: uint32(i)}
+		default:
 			w.res = result{key: append([]byte(nil), k...), sealed: s, index: uint32(i)}
 		}
-		clear(k)
-	})
-	return r.key, r.sealed, r.index, r.err
+	}
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(blk)
 }
 
 // OpenKey unseals a batch key. Concurrent callers with the same material,
@@ -248,6 +289,10 @@ func (b *Batcher) run(ctx context.Context, name []byte, op func(context.Context,
 
 // lead runs one batch of g and passes the lead on (or marks g idle).
 func (b *Batcher) lead(g *group, op func(context.Context, []*waiter)) {
+	// Under load, let the request goroutines that are runnable reach the
+	// queue before the batch is taken: one HSM operation then serves more
+	// of them. Idle, Gosched returns at once and nothing waits (no timer).
+	runtime.Gosched()
 	g.mu.Lock()
 	n := min(len(g.queue), b.cfg.MaxBatch)
 	batch := append([]*waiter(nil), g.queue[:n]...)

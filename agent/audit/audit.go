@@ -382,6 +382,10 @@ func (l *Logger) finish(p *pending) {
 func (l *Logger) take(p *pending, ev *Event) {
 	ev.fill()
 	b, err := ev.appendJSON(p.buf)
+	if buf := ev.callBuf; buf != nil {
+		ev.reqJSON, ev.respJSON, ev.addJSON, ev.callBuf = nil, nil, nil, nil
+		callBufs.Put(buf)
+	}
 	if err != nil {
 		l.dropped.Add(1) // p.buf keeps its length: the partial record is cut off
 		return

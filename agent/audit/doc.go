@@ -4,8 +4,9 @@
 // The API server builds an Event per request (who, when, from where, the
 // operation, its error) and fills requestParameters, responseElements and
 // additionalEventData with RequestParameters, ResponseElements (then
-// WithKeyARN) and AdditionalEventData, which keep only what CloudTrail
-// would record: an
+// WithKeyARN) and AdditionalEventData, or (its hot path) with Event.SetCall,
+// which writes the same bytes without building maps. They keep only what
+// CloudTrail would record: an
 // allowlist per operation generated from botocore's KMS model
 // (allowlist.go; model_test.go holds the rule and keeps it current). No
 // plaintext, ciphertext, data key, private key, message, signature, MAC,

@@ -1,11 +1,12 @@
 package audit
 
 import (
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
@@ -56,6 +57,12 @@ type Event struct {
 	ManagementEvent    bool       `json:"managementEvent"`
 	RecipientAccountID string     `json:"recipientAccountId"`
 	EventCategory      string     `json:"eventCategory"`
+
+	// Set by SetCall: requestParameters, responseElements and
+	// additionalEventData already filtered and encoded (nil: the map
+	// fields are written), in callBuf, which the writer puts back.
+	reqJSON, respJSON, addJSON []byte
+	callBuf                    *[]byte
 }
 
 // UserIdentity is CloudTrail's userIdentity: who made the request.
@@ -103,10 +110,14 @@ func (ev *Event) fill() {
 }
 
 // NewUUID returns a random (version 4) UUID, in one allocation (the API
-// server's request ids, the records' event ids).
+// server's request ids, the records' event ids). Its 122 random bits come
+// from the runtime's generator (math/rand/v2: ChaCha8, per thread, seeded
+// from the operating system's entropy), not a getrandom call per id: ids
+// are unique and unpredictable, not secrets.
 func NewUUID() string {
 	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails (Go 1.24+)
+	binary.LittleEndian.PutUint64(u[:8], mrand.Uint64())
+	binary.LittleEndian.PutUint64(u[8:], mrand.Uint64())
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	var s [36]byte
@@ -168,14 +179,17 @@ func (ev *Event) appendJSON(b []byte) ([]byte, error) {
 	}
 	var err error
 	b = append(b, `,"requestParameters":`...)
-	if b, err = appendMap(b, ev.RequestParameters); err != nil {
+	if b, err = appendMapOr(b, ev.reqJSON, ev.RequestParameters); err != nil {
 		return b, err
 	}
 	b = append(b, `,"responseElements":`...)
-	if b, err = appendMap(b, ev.ResponseElements); err != nil {
+	if b, err = appendMapOr(b, ev.respJSON, ev.ResponseElements); err != nil {
 		return b, err
 	}
-	if len(ev.AdditionalEventData) > 0 {
+	if ev.addJSON != nil {
+		b = append(b, `,"additionalEventData":`...)
+		b = append(b, ev.addJSON...)
+	} else if len(ev.AdditionalEventData) > 0 {
 		b = append(b, `,"additionalEventData":`...)
 		if b, err = appendMap(b, ev.AdditionalEventData); err != nil {
 			return b, err
@@ -212,6 +226,14 @@ func (ev *Event) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `,"eventCategory":`...)
 	b = appendString(b, ev.EventCategory)
 	return append(b, '}'), nil
+}
+
+// appendMapOr appends pre (SetCall's encoding) if set, else m.
+func appendMapOr(b, pre []byte, m map[string]any) ([]byte, error) {
+	if pre != nil {
+		return append(b, pre...), nil
+	}
+	return appendMap(b, m)
 }
 
 func appendMap(b []byte, m map[string]any) ([]byte, error) {
@@ -285,6 +307,14 @@ func validNumber(s string) bool {
 
 const hexDigits = "0123456789abcdef"
 
+// plainASCII says which bytes below 0x80 appendString copies as they are.
+var plainASCII = func() (t [0x80]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string. Like encoding/json it escapes
 // control characters, quotes, backslashes, <, >, & and U+2028/9, and
 // replaces invalid UTF-8 with U+FFFD, so a line never breaks.
@@ -294,7 +324,7 @@ func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < 0x80 {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plainASCII[c] {
 				i++
 				continue
 			}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -212,20 +213,63 @@ func additionalEventData(op string, body []byte, valid bool) map[string]any {
 	return m
 }
 
-// SetCall sets ev's RequestParameters, ResponseElements (with keyARN as
-// WithKeyARN adds it) and AdditionalEventData for a call to op, as those
-// functions compute them, with less work: it is the API server's path.
-// req is the request body and reqValid whether the caller already knows it
-// to be one valid JSON value (it decoded it); resp is the caller's own
-// encoding of a successful response (nil for a failed call) and is taken
-// as valid JSON unchecked.
+// SetCall sets ev's requestParameters, responseElements (with keyARN as
+// WithKeyARN adds it) and additionalEventData for a call to op: the bytes
+// RequestParameters, ResponseElements and AdditionalEventData's maps encode
+// to, filtered straight into one pooled buffer (no maps; ev's map fields
+// stay nil). It is the API server's path. req is the request body and
+// reqValid whether the caller already knows it to be one valid JSON value
+// (it decoded it); resp is the caller's own encoding of a successful
+// response (nil for a failed call) and is taken as valid JSON unchecked.
+// ev shares nothing with req or resp.
 func (ev *Event) SetCall(op string, req []byte, reqValid bool, resp []byte, keyARN string) {
-	ev.RequestParameters = requestParameters(op, req, reqValid)
-	if resp == nil {
-		return
+	buf := callBufs.Get().(*[]byte)
+	b := (*buf)[:0]
+	var ok bool
+	var extras []extra
+	switch op {
+	case "Encrypt", "Decrypt":
+		extras = encryptDefaults
+	case "ReEncrypt":
+		extras = reEncryptDefaults
 	}
-	ev.ResponseElements = WithKeyARN(op, responseElements(op, resp, true), keyARN)
-	ev.AdditionalEventData = additionalEventData(op, resp, true)
+	var spans [3][2]int // request, response, additional data: where each lies in b ({0, 0}: none)
+	if n := requestAllow[op]; n != nil {
+		if b, ok = appendObjectJSON(b, req, n, reqValid, extras); ok {
+			spans[0] = [2]int{0, len(b)}
+		}
+	}
+	if resp != nil {
+		start := len(b)
+		var arn []extra
+		if keyARN != "" && keyARNOps[op] {
+			arn = []extra{{"keyId", keyARN}}
+		}
+		ok = false
+		if n := responseAllow[op]; n != nil && !readOnly[op] {
+			b, ok = appendObjectJSON(b, resp, n, true, arn)
+		}
+		if !ok && arn != nil {
+			b, ok = appendMembers(b, []byte("{}"), materialIDs, arn)
+		}
+		if ok {
+			spans[1] = [2]int{start, len(b)}
+		}
+		if start = len(b); readOnly[op] {
+			if b, ok = appendObjectJSON(b, resp, materialIDs, true, nil); ok {
+				spans[2] = [2]int{start, len(b)}
+			}
+		}
+	}
+	part := func(i int) []byte {
+		if spans[i][1] == 0 {
+			return nil
+		}
+		return b[spans[i][0]:spans[i][1]:spans[i][1]]
+	}
+	ev.reqJSON, ev.respJSON, ev.addJSON = part(0), part(1), part(2)
+	*buf = b
+	ev.callBuf = buf
 }
 
 var materialIDs = obj(f("KeyMaterialId", str), f("SourceKeyMaterialId", str), f("DestinationKeyMaterialId", str))
@@ -240,7 +284,7 @@ func filterObject(body []byte, n *node, valid bool) map[string]any {
 	if i >= len(body) || body[i] != '{' {
 		return nil
 	}
-	v, ok := filter(body[i:skipValue(body, i)], n)
+	v, ok := filter(body[i:valueEnd(body)], n)
 	if !ok {
 		return map[string]any{}
 	}
@@ -380,8 +424,23 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
+// valueEnd returns the index after the one JSON value body holds (body is
+// valid JSON): its end without trailing whitespace, found without scanning
+// the value.
+func valueEnd(body []byte) int {
+	n := len(body)
+	for n > 0 && (body[n-1] == ' ' || body[n-1] == '\t' || body[n-1] == '\n' || body[n-1] == '\r') {
+		n--
+	}
+	return n
+}
+
 // skipString returns the index after the string starting at b[i] == '"'.
 func skipString(b []byte, i int) int {
+	// Most strings hold no escape: find the closing quote with IndexByte.
+	if q := bytes.IndexByte(b[i+1:], '"'); q >= 0 && bytes.IndexByte(b[i+1:i+1+q], '\\') < 0 {
+		return i + 1 + q + 1
+	}
 	for i++; i < len(b); i++ {
 		switch b[i] {
 		case '\\':

@@ -240,6 +240,12 @@ func TestSecretScan(t *testing.T) {
 		l.Log(ev)
 		// And the failed request: only the request is recorded.
 		l.Log(apiEvent(op, req, resp, "ValidationException", "1 validation error detected", time.Now(), op+"-failed"))
+		// And both as the API server records them (SetCall), which must
+		// write the same bytes.
+		sameAsMaps(t, op, req, resp, testKeyARN)
+		sameAsMaps(t, op, req, nil, "")
+		l.Log(setCallEvent(op, req, resp, testKeyARN, op+"-setcall"))
+		l.Log(setCallEvent(op, req, nil, "", op+"-setcall-failed"))
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -255,8 +261,8 @@ func TestSecretScan(t *testing.T) {
 		}
 		all = append(all, b...)
 	}
-	if n := bytes.Count(all, []byte{'\n'}); n != 2*len(ops) {
-		t.Fatalf("%d records, want %d", n, 2*len(ops))
+	if n := bytes.Count(all, []byte{'\n'}); n != 4*len(ops) {
+		t.Fatalf("%d records, want %d", n, 4*len(ops))
 	}
 	if !bytes.Contains(all, []byte("ok-Encrypt.request.KeyId")) || !bytes.Contains(all, []byte("ok-CreateKey.response.KeyMetadata.Arn")) {
 		t.Fatal("safe values missing from the log: the filter keeps too little for this test to mean anything")

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -64,6 +65,11 @@ func FuzzFilter(f *testing.F) {
 	f.Add(uint8(3), []byte(`{"ValidTo":1e308,"DeletionDate":-1e308,"Tags":[{"TagKey":1},null,{"TagValue":"v"}]}`))
 	f.Fuzz(func(t *testing.T, opIdx uint8, body []byte) {
 		op := ops[int(opIdx)%len(ops)]
+		sameAsMaps(t, op, body, nil, "")
+		if json.Valid(body) { // SetCall takes the response as valid JSON
+			sameAsMaps(t, op, body, body, "arn:aws:kms:us-west-2:111122223333:key/k")
+			sameAsMaps(t, "CreateAlias", body, body, "arn:aws:kms:us-west-2:111122223333:key/k")
+		}
 		for _, c := range []struct {
 			got map[string]any
 			n   *node
@@ -86,4 +92,41 @@ func FuzzFilter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// setCallEvent is the record of a call as the API server builds it
+// (Event.SetCall; resp nil for a failed call).
+func setCallEvent(op string, req, resp []byte, keyARN, requestID string) *Event {
+	ev := &Event{EventName: op, RequestID: requestID, ReadOnly: ReadOnly(op), UserIdentity: alice}
+	ev.SetCall(op, req, false, resp, keyARN)
+	if resp == nil {
+		ev.ErrorCode = "ValidationException"
+	}
+	return ev
+}
+
+// sameAsMaps checks that SetCall's record of a call to op is byte for byte
+// the record built from RequestParameters, ResponseElements (with
+// WithKeyARN) and AdditionalEventData, which the filter tests check.
+func sameAsMaps(t *testing.T, op string, req, resp []byte, keyARN string) {
+	t.Helper()
+	want := &Event{EventName: op, RequestID: "r", ReadOnly: ReadOnly(op), UserIdentity: alice}
+	want.RequestParameters = RequestParameters(op, req)
+	if resp != nil {
+		want.ResponseElements = WithKeyARN(op, ResponseElements(op, resp), keyARN)
+		want.AdditionalEventData = AdditionalEventData(op, resp)
+	}
+	got := setCallEvent(op, req, resp, keyARN, "r")
+	got.ErrorCode = ""
+	w, werr := want.appendJSON(nil)
+	g, gerr := got.appendJSON(nil)
+	if werr != nil {
+		if gerr == nil {
+			t.Fatalf("%s: SetCall encodes what the maps cannot (%v): %s", op, werr, g)
+		}
+		return
+	}
+	if gerr != nil || !bytes.Equal(w, g) {
+		t.Fatalf("%s %q / %q: SetCall writes\n%s (%v), the maps\n%s", op, req, resp, g, gerr, w)
+	}
 }
