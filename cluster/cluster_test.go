@@ -288,9 +288,16 @@ func TestRestartAllAndSnapshotCatchUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Compact the leader's log so the lagging node must install a snapshot.
-	if err := tc.nodes[l].Snapshot(); err != nil {
-		t.Fatal(err)
+	// Compact every live node's log so the lagging node must install a
+	// snapshot whoever leads when it comes back (its return can start an
+	// election that the third node, with its whole log, would win).
+	for i, nd := range tc.nodes {
+		if i == down {
+			continue
+		}
+		if err := nd.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tc.start(down, false)
 	tc.waitSame()
