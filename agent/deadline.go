@@ -10,21 +10,22 @@ import (
 // A request's context used to be context.WithTimeout's: five allocations
 // and a runtime timer per request. Every request gets the same timeout, so
 // their deadlines only grow: requests whose deadlines fall in the same tick
-// (deadlineTick, at most 10ms) now share one context.WithDeadline, cancelled
-// at the end of the tick, and each request wraps it in a reqCtx (kept in its
-// request, no allocation) whose Deadline is the request's own. Done and Err
-// are the shared context's, so a request is cancelled at most one tick
-// after its deadline; contexts derived from it are children of the shared
-// one (no goroutine per derived context), and Value holds no request value.
+// (deadlineTick, at most 10ms) now share one context.WithDeadline at the end
+// of the tick, and each request holds it in a reqCtx (kept in its request,
+// no allocation). A request thus gets up to one tick more than its timeout.
+// Deadline, Done and Err are all the shared context's, so they agree: code
+// that checks Deadline (raft applies refuse a request past it) and code
+// that waits on Done see the deadline pass at the same moment (a request's
+// own, earlier Deadline let a forwarded write see "past its deadline" while
+// Done was still open, and answer DependencyTimeoutException instead of
+// the no-leader KMSInternalException). Contexts derived from it are
+// children of the shared one (no goroutine per derived context), and Value
+// holds no request value.
 
-// reqCtx is a request's context: the shared context of its deadline's tick,
-// with the request's own deadline.
+// reqCtx is a request's context: the shared context of its deadline's tick.
 type reqCtx struct {
 	context.Context
-	deadline time.Time
 }
-
-func (c *reqCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // deadlineTicks hands out the shared context of a tick.
 type deadlineTicks struct {
@@ -47,7 +48,6 @@ func newDeadlineTicks(d time.Duration) *deadlineTicks {
 
 // set makes c the context of a request due at deadline.
 func (t *deadlineTicks) set(c *reqCtx, deadline time.Time) {
-	c.deadline = deadline
 	if cur := t.cur.Load(); cur != nil && !deadline.After(cur.end) && deadline.After(cur.end.Add(-t.tick)) {
 		c.Context = cur.ctx
 		return

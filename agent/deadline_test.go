@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// TestRequestDeadline: a request's context reports the request's own
-// deadline, is not done before it, is done within a tick after it (with
-// Err DeadlineExceeded), cancels contexts derived from it, and requests due
-// in the same tick share one underlying context.
+// TestRequestDeadline: a request's context reports a deadline at most one
+// tick after the request's own, the one its Done keeps (never before it),
+// is done then (with Err DeadlineExceeded), cancels contexts derived from
+// it, and requests due in the same tick share one underlying context.
 func TestRequestDeadline(t *testing.T) {
 	ticks := newDeadlineTicks(640 * time.Millisecond) // 10ms ticks
 	if ticks.tick != 10*time.Millisecond {
@@ -20,8 +20,9 @@ func TestRequestDeadline(t *testing.T) {
 	var a, b reqCtx
 	ticks.set(&a, due)
 	ticks.set(&b, due.Add(time.Nanosecond))
-	if d, ok := a.Deadline(); !ok || !d.Equal(due) {
-		t.Fatalf("Deadline() = %v, %v; want %v", d, ok, due)
+	ad, ok := a.Deadline()
+	if !ok || ad.Before(due) || ad.Sub(due) > ticks.tick {
+		t.Fatalf("Deadline() = %v, %v; want within a tick after %v", ad, ok, due)
 	}
 	if a.Context != b.Context && due.Truncate(ticks.tick) == due.Add(time.Nanosecond).Truncate(ticks.tick) {
 		t.Error("two deadlines in one tick got two contexts")
@@ -31,16 +32,16 @@ func TestRequestDeadline(t *testing.T) {
 	}
 	derived, cancel := context.WithTimeout(&a, time.Hour)
 	defer cancel()
-	if d, _ := derived.Deadline(); !d.Equal(due) {
-		t.Errorf("derived deadline %v, want the request's %v", d, due)
+	if d, _ := derived.Deadline(); !d.Equal(ad) {
+		t.Errorf("derived deadline %v, want the request's %v", d, ad)
 	}
 	select {
 	case <-a.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("request context never done")
 	}
-	if now := time.Now(); now.Before(due) {
-		t.Errorf("done %v before the deadline", due.Sub(now))
+	if now := time.Now(); now.Before(ad) {
+		t.Errorf("done %v before the deadline it reports", ad.Sub(now))
 	}
 	if !errors.Is(a.Err(), context.DeadlineExceeded) {
 		t.Errorf("Err() = %v, want DeadlineExceeded", a.Err())
