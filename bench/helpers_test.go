@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync/atomic"
@@ -30,7 +31,13 @@ func newTestIdealCounting(t testing.TB) (string, *atomic.Int64) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
+		if err := s.Close(); errors.Is(err, context.DeadlineExceeded) {
+			// A keep-alive connection that net/http returned to its pool
+			// just after the run closed the idle ones can outlive the 5 s
+			// graceful shutdown (seen once under -race); the server still
+			// stops (listeners closed, Serve returns below).
+			t.Logf("ideal server close: %v", err)
+		} else if err != nil {
 			t.Errorf("ideal server close: %v", err)
 		}
 		if err := <-done; err != nil && !errors.Is(err, ErrServerClosed) {
