@@ -56,7 +56,9 @@ func column(state string) int {
 }
 
 var (
-	rowCrypto   = [numCols]stateRule{ok_, r1, r3, r5, r11, r14, ok_}
+	rowCrypto = [numCols]stateRule{ok_, r1, r3, r5, r11, r14, ok_}
+	// rowKeyUse: operations whose Unavailable cell is N/A (keys no custom key store holds).
+	rowKeyUse   = [numCols]stateRule{ok_, r1, r3, r5, rNA, r14, ok_}
 	rowAnyState = [numCols]stateRule{ok_, ok_, ok_, ok_, ok_, ok_, ok_}
 	rowTagLike  = [numCols]stateRule{ok_, ok_, r3, ok_, ok_, ok_, ok_}
 	rowEnable   = [numCols]stateRule{ok_, ok_, r3, r5, ok_, r14, r15}
@@ -73,12 +75,12 @@ var keyStateTable = map[string][numCols]stateRule{
 	"GenerateDataKeyPair":                 rowCrypto,
 	"GenerateDataKeyPairWithoutPlaintext": rowCrypto,
 	"CreateGrant":                         {ok_, r1, r3, r5, ok_, r14, ok_},
-	"Sign":                                {ok_, r1, r3, r5, rNA, r14, ok_},
-	"Verify":                              {ok_, r1, r3, r5, rNA, r14, ok_},
-	"GenerateMac":                         {ok_, r1, r3, r5, rNA, r14, ok_},
-	"VerifyMac":                           {ok_, r1, r3, r5, rNA, r14, ok_},
-	"GetPublicKey":                        {ok_, r1, r3, r5, rNA, r14, ok_},
-	"DeriveSharedSecret":                  {ok_, r1, r3, r5, rNA, r14, ok_},
+	"Sign":                                rowKeyUse,
+	"Verify":                              rowKeyUse,
+	"GenerateMac":                         rowKeyUse,
+	"VerifyMac":                           rowKeyUse,
+	"GetPublicKey":                        rowKeyUse,
+	"DeriveSharedSecret":                  rowKeyUse,
 	"DescribeKey":                         rowAnyState,
 	"GetKeyPolicy":                        rowAnyState,
 	"PutKeyPolicy":                        rowAnyState,
@@ -105,7 +107,7 @@ var keyStateTable = map[string][numCols]stateRule{
 	"ScheduleKeyDeletion":                 {ok_, ok_, r3, ok_, ok_, ok_, r15},
 	"CancelKeyDeletion":                   {r4, r4, ok_, r4, r4, r4, r4},
 	"ReplicateKey":                        {ok_, r1, r3, r5, rNA, r14, r15},
-	"UpdatePrimaryRegion":                 {ok_, r1, r3, r5, rNA, r14, ok_},
+	"UpdatePrimaryRegion":                 rowKeyUse,
 	// [9] for keys that are not EXTERNAL is checked before the table.
 	"GetParametersForImport":    {ok_, ok_, r8, ok_, r9, r14, r15},
 	"ImportKeyMaterial":         {ok_, ok_, r8, ok_, r9, r14, ok_},
