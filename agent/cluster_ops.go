@@ -55,6 +55,11 @@ func (s *Server) apply(ctx context.Context, c cluster.Command) (any, error) {
 			return nil, err
 		case <-time.After(50 * time.Millisecond):
 		}
+		// Past the deadline (its timer may not have closed Done yet): the
+		// answer is still that no leader took the write.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return nil, err
+		}
 		if v, err := s.node.Apply(ctx, c); !errors.Is(err, cluster.ErrNotLeader) {
 			return v, err
 		}
