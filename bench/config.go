@@ -125,7 +125,8 @@ type Config struct {
 	MaxRequests int64
 	// Timeout bounds each request. Default 10s.
 	Timeout time.Duration
-	// Raw sends pre-signed requests over fasthttp instead of through the
+	// Raw sends pre-signed requests over plain keep-alive connections (one
+	// per worker and endpoint; answers parsed by fasthttp) instead of through the
 	// AWS SDK: each distinct request (one per op, one per Decrypt pool blob)
 	// is SigV4-signed once with the SDK's signer and replayed, which SigV4
 	// allows within its 5-minute window. It takes the client's own cost

@@ -260,6 +260,7 @@ func (r *runner) run(ctx context.Context) *Report {
 		rand.Read(w.plaintext)
 		workers[i] = w
 		wg.Go(func() {
+			defer w.closeRaw()
 			if r.cfg.Rate > 0 {
 				w.openLoop(ctx)
 			} else {
@@ -320,6 +321,7 @@ type worker struct {
 	ep        int
 	rng       *mrand.Rand
 	plaintext []byte
+	conns     []*rawConn // per endpoint, when cfg.Raw (dialed on first use)
 
 	hist     [len(ops)]*hdrhistogram.Histogram
 	count    [len(ops)]int64
