@@ -20,7 +20,7 @@ start() { # start a kmsd named $1 (its own data dir and HSM token) with extra fl
   local name=$1; shift
   rm -rf "$work/$name"
   mkdir -p "$work/$name"
-  bin/kmsd serve --listen 127.0.0.1:0 --data-dir "$work/$name/data" --log-level warn --no-quotas "$@" >"$work/$name/out" 2>"$work/$name/err" &
+  bin/kmsd serve --listen 127.0.0.1:0 --data-dir "$work/$name/data" --log-level warn ${quotas:---no-quotas} "$@" >"$work/$name/out" 2>"$work/$name/err" &
   pids[$name]=$!
   for _ in $(seq 1 300); do
     urls[$name]=$(sed -n 's/^kmsd: serving the AWS KMS API on \([^ ]*\).*/\1/p' "$work/$name/out")
@@ -75,9 +75,17 @@ start nocache --decrypt-cache-ttl 0
 node nocache dec_nocache_raw --mix decrypt=1 --raw
 stop nocache
 
-python3 - "$work" "$DURATION" "$CONC" "$PAIRS" <<'PY'
+# Quotas: the shared symmetric quota set to QUOTA requests/s, offered twice
+# that in open loop; what is not accepted must be ThrottlingException.
+QUOTA=${QUOTA:-5000}
+echo "running: kmsd, --quota-symmetric $QUOTA under $((2 * QUOTA))/s" >&2
+quotas="--quota-symmetric=$QUOTA" start quota
+node quota quota --mix gdk=1 --raw --rate $((2 * QUOTA))
+stop quota
+
+python3 - "$work" "$DURATION" "$CONC" "$PAIRS" "$QUOTA" <<'PY'
 import json, re, sys, os, platform, subprocess
-w, dur, conc, pairs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+w, dur, conc, pairs, quota = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 def r(name): return json.load(open(os.path.join(w, name + ".json")))
 def rps(name): return r(name)["throughput_rps"]
 def p(name, q): return r(name)["latency_us"][q]
@@ -134,4 +142,10 @@ print(f"- Allocations per request (`b.ReportAllocs`): GenerateDataKey {a_on[3]:.
       f"(one HSM operation per request), {a_aud[3]:.0f} with batching and the audit log on ({a_aud[1]:.1f} requests per HSM operation); the ideal twin {a_ideal[3]:.0f}.")
 print(f"- kmsd GenerateDataKey at {rps('gdk_on_raw'):,.0f} req/s would need {rps('gdk_on_raw')/(1e9/seal):.2f} of the raw HSM rate: "
       f"without batching one HSM operation per request would cap it at {1e9/seal:,.0f}/s.")
+q = r("quota")
+q_ok = (q["requests"] - q["errors"]) / q["elapsed_seconds"]
+q_thr = q["errors_by_code"].get("ThrottlingException", 0) / q["elapsed_seconds"]
+q_other = q["errors"] - q["errors_by_code"].get("ThrottlingException", 0)
+print(f"- Quotas: `--quota-symmetric {quota}` offered {2 * quota:,}/s of GenerateDataKey (open loop, raw client): accepted {q_ok:,.0f}/s "
+      f"({(q_ok / quota - 1) * 100:+.1f}% of the configured rate), ThrottlingException {q_thr:,.0f}/s, other errors {q_other}.")
 PY
