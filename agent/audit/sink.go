@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,8 +91,12 @@ func (s *fileSink) Write(p []byte) (int, error) {
 				return written, err
 			}
 		}
-		// Take as many whole lines as fit; at least one.
+		// Take as many whole lines as fit; at least one. All of p when it
+		// fits (the usual case: no scan for line ends).
 		n := 0
+		if s.size+int64(len(p)) <= s.maxBytes {
+			n = len(p)
+		}
 		for n < len(p) {
 			e := n + lineLen(p[n:])
 			if n > 0 && s.size+int64(e) > s.maxBytes {
@@ -119,10 +124,8 @@ func (s *fileSink) Write(p []byte) (int, error) {
 }
 
 func lineLen(p []byte) int {
-	for i, c := range p {
-		if c == '\n' {
-			return i + 1
-		}
+	if i := bytes.IndexByte(p, '\n'); i >= 0 {
+		return i + 1
 	}
 	return len(p)
 }
