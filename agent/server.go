@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -469,7 +470,26 @@ func decode(r *request, v any) error {
 // remoteIP returns the caller's IP address, computed once.
 func (r *request) remoteIP() string {
 	if r.sourceIP == "" && r.http != nil {
-		r.sourceIP = r.http.RemoteIP().String()
+		r.sourceIP = ipString(r.http.RemoteIP())
 	}
 	return r.sourceIP
+}
+
+// lastIP is the last caller address ipString formatted: a sidecar's
+// callers all come from one address, whose string is then not built (and
+// allocated) again for every request.
+var lastIP atomic.Pointer[ipText]
+
+type ipText struct {
+	ip net.IP
+	s  string
+}
+
+func ipString(ip net.IP) string {
+	if l := lastIP.Load(); l != nil && l.ip.Equal(ip) {
+		return l.s
+	}
+	s := ip.String()
+	lastIP.Store(&ipText{ip: bytes.Clone(ip), s: s})
+	return s
 }
