@@ -682,3 +682,162 @@ func BenchmarkReader(b *testing.B) {
 		}
 	})
 }
+
+// TestSealer: a message sealed frame by frame into its place, by two
+// Framers taking windows in reverse order, with and without Verify,
+// reads back as the plaintext, has the length Len said and the layout
+// Writer.ReadFrom writes (same length, same frame count).
+func TestSealer(t *testing.T) {
+	for _, frame := range []int{100, 4096, 64 << 10, batchBytes + 4096} {
+		for _, size := range []int{0, 1, frame - 1, frame, frame + 1, batchBytes, 2*batchBytes + frame + 7, 5*batchBytes + 3} {
+			for _, verify := range []bool{false, true} {
+				name := fmt.Sprintf("frame=%d/size=%d/verify=%v", frame, size, verify)
+				m := testMaterials(t, SuiteCommitKey, frame)
+				m.Verify = verify
+				pt := make([]byte, size)
+				rand.Read(pt)
+				s, err := NewSealer(m, int64(size))
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := make([]byte, s.Len())
+				copy(msg, s.Header())
+				win := 2 * frame // windows of two frames, the last one shorter
+				var fr [2]*Framer
+				for i := range fr {
+					if fr[i], err = s.NewFramer(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for k, off := 0, (size/win)*win; off >= 0; k, off = k+1, off-win {
+					end := min(off+win, size)
+					to := s.Offset(int64(end))
+					if end == size {
+						to = s.Len()
+					}
+					if err := fr[k%2].Seal(msg[s.Offset(int64(off)):to], pt[off:end], int64(off)); err != nil {
+						t.Fatalf("%s: Seal at %d: %v", name, off, err)
+					}
+				}
+				fr[0].Close()
+				fr[1].Close()
+				s.Close()
+				got, h, err := decrypt(msg, m.DataKey)
+				if err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("%s: err %v, equal %v", name, err, bytes.Equal(got, pt))
+				}
+				var ref bytes.Buffer
+				w, err := NewWriter(&ref, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.ReadFrom(bytes.NewReader(pt)); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if ref.Len() != len(msg) || w.seq != uint32(size/frame+1) || h.FrameLength != uint32(frame) {
+					t.Fatalf("%s: %d bytes, ReadFrom writes %d (%d frames)", name, len(msg), ref.Len(), w.seq)
+				}
+			}
+		}
+	}
+}
+
+// TestSealerRefuses: signed suites, windows not on frame boundaries and
+// outputs of the wrong length are refused, nothing written.
+func TestSealerRefuses(t *testing.T) {
+	if _, err := NewSealer(testMaterials(t, SuiteCommitKeyECDSAP384, 100), 10); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("signed suite: %v", err)
+	}
+	m := testMaterials(t, SuiteCommitKey, 100)
+	s, err := NewSealer(m, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := s.NewFramer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pt := make([]byte, 1000)
+	msg := make([]byte, s.Len())
+	for _, tc := range []struct {
+		name     string
+		off, end int64
+		dst      []byte
+	}{
+		{"misaligned", 50, 150, msg[s.Offset(0):s.Offset(100)]},
+		{"part frame", 0, 150, msg[s.Offset(0):s.Offset(100)]},
+		{"past the end", 900, 1000 + 1, msg[s.Offset(900):]},
+		{"short output", 0, 100, msg[s.Offset(0) : s.Offset(100)-1]},
+		{"long output", 0, 100, msg[s.Offset(0) : s.Offset(100)+1]},
+	} {
+		p := pt
+		if tc.end > int64(len(p)) {
+			p = make([]byte, tc.end)
+		}
+		if err := f.Seal(tc.dst, p[tc.off:tc.end], tc.off); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: %v, want ErrFormat", tc.name, err)
+		}
+	}
+	if !bytes.Equal(msg, make([]byte, len(msg))) {
+		t.Fatal("a refused Seal wrote")
+	}
+}
+
+// TestSealerVerifyCatchesFaults: with Verify, a frame sealed wrong (as in
+// TestVerifyCatchesFaults), or sealed outside its place (an AEAD that
+// returns more bytes), fails Seal with ErrVerify.
+func TestSealerVerifyCatchesFaults(t *testing.T) {
+	pt := make([]byte, 3*batchBytes)
+	rand.Read(pt)
+	const frame = 64 << 10
+	for _, tc := range []struct {
+		name  string
+		bad   uint32
+		pt    bool
+		key   bool
+		extra bool
+	}{{"ciphertext", 6, false, false, false}, {"plaintext", 6, true, false, false}, {"first-frame", 1, true, false, false}, {"key", 0, false, true, false}, {"outside", 0, false, false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMaterials(t, SuiteCommitKey, frame)
+			m.Verify = true
+			s, err := NewSealer(m, int64(len(pt)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			f, err := s.NewFramer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			switch {
+			case tc.key:
+				f.aead = newAEAD(bytes.Repeat([]byte{9}, 32))
+			case tc.extra:
+				f.aead = longAEAD{f.aead}
+			default:
+				f.aead = faultyAEAD{AEAD: f.aead, bad: tc.bad, pt: tc.pt}
+			}
+			msg := make([]byte, s.Len())
+			copy(msg, s.Header())
+			err = f.Seal(msg[s.Offset(0):], pt, 0)
+			if !errors.Is(err, ErrVerify) {
+				t.Fatalf("got %v, want ErrVerify", err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// longAEAD returns one byte more than it should: a sealed frame that
+// would spill past its place.
+type longAEAD struct{ cipher.AEAD }
+
+func (l longAEAD) Seal(dst, iv, pt, aad []byte) []byte {
+	return append(l.AEAD.Seal(dst, iv, pt, aad), 0)
+}
