@@ -212,6 +212,9 @@ type Job struct {
 	enc   *encCache
 	dec   *decCache
 	dirs  sync.Map // output directories made
+
+	mapMin int64           // files from this size are encrypted through mappings
+	onMap  func(off int64) // tests: called once a window from plaintext offset off is mapped
 }
 
 // New checks cfg and returns a job.
@@ -220,7 +223,7 @@ func New(cfg Config) (*Job, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	j := &Job{cfg: cfg}
+	j := &Job{cfg: cfg, mapMin: mapMin}
 	j.kms = &client{eps: cfg.KMS, retry: cfg.Retry, calls: &j.calls, sleepFn: sleepCtx}
 	j.enc = &encCache{cfg: cfg.Cache, now: time.Now}
 	j.dec = &decCache{cfg: cfg.Cache, now: time.Now, m: map[string]*decEntry{}, inflight: map[string]chan struct{}{}}
