@@ -841,3 +841,54 @@ type longAEAD struct{ cipher.AEAD }
 func (l longAEAD) Seal(dst, iv, pt, aad []byte) []byte {
 	return append(l.AEAD.Seal(dst, iv, pt, aad), 0)
 }
+
+// TestFramerCheck: Check reads back what Seal wrote (whole message, or a
+// window in the middle) and fails with ErrVerify when any byte of the
+// frames differs or the plaintext it is compared with does.
+func TestFramerCheck(t *testing.T) {
+	const frame = 1000
+	m := testMaterials(t, SuiteCommitKey, frame)
+	pt := make([]byte, 10*frame+7)
+	rand.Read(pt)
+	s, err := NewSealer(m, int64(len(pt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.NewFramer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s.Close()
+	msg := make([]byte, s.Len())
+	copy(msg, s.Header())
+	body := msg[s.Offset(0):]
+	if err := f.Seal(body, pt, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Check(body, pt, 0); err != nil {
+		t.Fatal(err)
+	}
+	mid := msg[s.Offset(3*frame):s.Offset(6*frame)]
+	if err := f.Check(mid, pt[3*frame:6*frame], 3*frame); err != nil {
+		t.Fatalf("window: %v", err)
+	}
+	for i := 0; i < len(body); i += 97 {
+		bad := bytes.Clone(body)
+		bad[i] ^= 4
+		if err := f.Check(bad, pt, 0); !errors.Is(err, ErrVerify) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+	other := bytes.Clone(pt)
+	other[5*frame+1] ^= 1
+	if err := f.Check(body, other, 0); !errors.Is(err, ErrVerify) {
+		t.Fatalf("other plaintext: %v", err)
+	}
+	if err := f.Check(body[:len(body)-1], pt, 0); !errors.Is(err, ErrVerify) {
+		t.Fatalf("short: %v", err)
+	}
+	if got, _, err := decrypt(msg, m.DataKey); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("decrypt: %v", err)
+	}
+}

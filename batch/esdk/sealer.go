@@ -22,7 +22,7 @@ type Sealer struct {
 	frameLen int
 	size     int64
 	verify   bool
-	dataKey  []byte // Materials.Verify: each Framer's checker derives its key again
+	dataKey  []byte // each Framer's checker derives its key again
 }
 
 // NewSealer starts a message of size plaintext bytes (a fresh random
@@ -43,9 +43,7 @@ func NewSealer(m Materials, size int64) (*Sealer, error) {
 		return nil, fmt.Errorf("%w: more than 2^32-2 frames", ErrLimit)
 	}
 	s := &Sealer{hb: h.AppendTo(nil), aead: aead, id: h.MessageID, frameLen: m.FrameLength, size: size, verify: m.Verify}
-	if m.Verify {
-		s.dataKey = append([]byte(nil), m.DataKey...)
-	}
+	s.dataKey = append([]byte(nil), m.DataKey...)
 	return s, nil
 }
 
@@ -74,27 +72,61 @@ func (s *Sealer) Offset(off int64) int64 {
 // stay usable (they hold the derived keys).
 func (s *Sealer) Close() { clear(s.dataKey) }
 
-// Framer seals and (Materials.Verify) checks frames of a Sealer's
-// message; one per goroutine. Close returns its buffers.
+// Framer seals and checks frames of a Sealer's message; one per
+// goroutine. Close returns its buffers.
 type Framer struct {
 	s *Sealer
 	framer
 	check *checker
 }
 
-// NewFramer returns a Framer. With Materials.Verify it parses the header
-// back from its bytes and derives the key again from the data key, as a
-// reader of the message would (ErrVerify if that fails).
+// NewFramer returns a Framer. It parses the header back from its bytes
+// and derives the key again from the data key, as a reader of the message
+// would (ErrVerify if that fails), for its checks (Materials.Verify,
+// Check). A Sealer must not be closed before its Framers are made.
 func (s *Sealer) NewFramer() (*Framer, error) {
-	f := &Framer{s: s, framer: framer{aead: s.aead, id: s.id}}
-	if s.verify {
-		c, err := newChecker(s.hb, s.dataKey, s.frameLen)
-		if err != nil {
-			return nil, err
-		}
-		f.check = c
+	c, err := newChecker(s.hb, s.dataKey, s.frameLen)
+	if err != nil {
+		return nil, err
 	}
-	return f, nil
+	return &Framer{s: s, framer: framer{aead: s.aead, id: s.id}, check: c}, nil
+}
+
+// span checks that pt, at plaintext offset off, is whole frames or runs
+// to the end, and returns the length of its frames in the message and
+// whether they end it.
+func (s *Sealer) span(pt []byte, off int64, what string) (n int64, final bool, err error) {
+	fl := int64(s.frameLen)
+	end := off + int64(len(pt))
+	final = end == s.size
+	if off < 0 || off%fl != 0 || end > s.size || (!final && int64(len(pt))%fl != 0) {
+		return 0, false, fmt.Errorf("%w: %s of plaintext %d to %d: not whole frames of %d of a %d-byte message", ErrFormat, what, off, end, fl, s.size)
+	}
+	n = s.Offset(end) - s.Offset(off)
+	if final {
+		n += finalOverhead + end%fl
+	}
+	return n, final, nil
+}
+
+// Check reads the frames in msg (the message's bytes from Offset(off)
+// on, as Seal wrote them; read back from a file, say) and compares their
+// plaintext with pt, which starts at plaintext offset off: ErrVerify on
+// any difference, ErrFormat if pt is not whole frames.
+func (f *Framer) Check(msg, pt []byte, off int64) error {
+	n, final, err := f.s.span(pt, off, "Check")
+	if err != nil {
+		return err
+	}
+	if int64(len(msg)) != n {
+		return fmt.Errorf("%w: Check of plaintext %d to %d: %d message bytes, want %d", ErrVerify, off, off+int64(len(pt)), len(msg), n)
+	}
+	f.check.r.seq = uint32(off / int64(f.s.frameLen))
+	whole := len(pt)
+	if final {
+		whole -= len(pt) % f.s.frameLen
+	}
+	return f.check.verify(msg, pt, whole, final)
 }
 
 // Seal seals the plaintext pt, which starts at plaintext offset off (a
@@ -104,23 +136,18 @@ func (s *Sealer) NewFramer() (*Framer, error) {
 // take (the header's are not included). It seals a batch of frames
 // (256 KiB) at a time and, with Materials.Verify, reads each batch back
 // from dst with a Reader of its own and compares its plaintext with pt
-// before sealing the next: ErrVerify on a mismatch. Seal writes nothing
-// outside dst.
+// before sealing the next: ErrVerify on a mismatch (without Verify, Check
+// does that for a caller that reads dst back from elsewhere). Seal writes
+// nothing outside dst.
 func (f *Framer) Seal(dst, pt []byte, off int64) error {
-	s, fl := f.s, int64(f.s.frameLen)
-	end := off + int64(len(pt))
-	final := end == s.size
-	if off < 0 || off%fl != 0 || end > s.size || (!final && len(pt)%f.s.frameLen != 0) {
-		return fmt.Errorf("%w: Seal of plaintext %d to %d: not whole frames of %d of a %d-byte message", ErrFormat, off, end, fl, s.size)
-	}
-	want := s.Offset(end) - s.Offset(off)
-	if final {
-		want += finalOverhead + end%fl
+	want, final, err := f.s.span(pt, off, "Seal")
+	if err != nil {
+		return err
 	}
 	if int64(len(dst)) != want {
-		return fmt.Errorf("%w: Seal of plaintext %d to %d: %d output bytes, want %d", ErrFormat, off, end, len(dst), want)
+		return fmt.Errorf("%w: Seal of plaintext %d to %d: %d output bytes, want %d", ErrFormat, off, off+int64(len(pt)), len(dst), want)
 	}
-	seq := uint32(off/fl) + 1
+	seq := uint32(off/int64(f.s.frameLen)) + 1
 	per := max(1, batchBytes/f.s.frameLen) * f.s.frameLen
 	for len(pt) > 0 || final {
 		in := pt[:min(per, len(pt))]
@@ -139,7 +166,7 @@ func (f *Framer) Seal(dst, pt []byte, off int64) error {
 		if len(out) > len(dst) || (len(out) > 0 && &out[0] != &dst[0]) {
 			return fmt.Errorf("%w: frames %d to %d were sealed outside their place", ErrVerify, first, seq)
 		}
-		if f.check != nil { // what dst holds, not what the AEAD returned
+		if f.s.verify { // what dst holds, not what the AEAD returned
 			f.check.r.seq = first - 1
 			if err := f.check.verify(dst[:len(out)], in, n, last); err != nil {
 				return err
