@@ -317,25 +317,24 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 }
 
 // encryptFile encrypts the regular file f (read through src) into out,
-// an empty temporary file: through memory mappings (sealMapped) when
-// the file is at least mapMin bytes, the suite unsigned and the output's
-// file system can reserve the space; else as a stream of writes.
+// an empty temporary file: at known positions (sealPositional: windows
+// of frames, pread and pwrite or, with Config.Mmap, mappings) when the
+// file is at least posMin bytes and the suite unsigned; else as a stream
+// of writes.
 func (j *Job) encryptFile(ctx context.Context, f *os.File, src io.Reader, out *os.File, t task) (func(*os.File) error, error) {
 	m, err := j.materials(ctx, t.size)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(m.dataKey)
-	if t.size >= j.mapMin && !j.cfg.Suite.Signed() {
-		if fi, err := f.Stat(); err != nil || fi.Size() != t.size {
-			return nil, ErrSourceChanged // it would be mapped past its end
-		}
-		n, err := j.sealMapped(ctx, m, f, out, t.size)
-		if err != errNoMap {
-			return func(out *os.File) error { return checkSize(out, n, j.cfg.NoVerify) }, err
-		}
+	if t.size < j.posMin || j.cfg.Suite.Signed() {
+		return j.sealStream(ctx, m, src, out, t.size)
 	}
-	return j.sealStream(ctx, m, src, out, t.size)
+	if fi, err := f.Stat(); err != nil || fi.Size() != t.size {
+		return nil, ErrSourceChanged // it would be read (or mapped) past its end
+	}
+	n, err := j.sealPositional(ctx, m, f, out, t.size)
+	return func(out *os.File) error { return checkSize(out, n, j.cfg.NoVerify) }, err
 }
 
 // sealStream writes one message of src to w with the materials m (see
@@ -373,11 +372,10 @@ func (j *Job) sealStream(ctx context.Context, m *encMaterials, src io.Reader, w 
 // smaller files get theirs from the workers.
 const parallelMin = 4 << 20
 
-// mapMin is the size from which a file is encrypted through memory
-// mappings (sealMapped) rather than reads and writes: below it, the
-// system calls of mapping (fallocate, two mmap and munmap, madvise) cost
-// more than the copies they save (BenchmarkEncryptFile).
-const mapMin = 64 << 10
+// posMin is the size from which a file is encrypted at known positions
+// (sealPositional) rather than as a stream of writes
+// (BenchmarkEncryptFile).
+const posMin = 64 << 10
 
 // verifyErr: a frame that did not read back is a failed verification.
 func verifyErr(err error) error {

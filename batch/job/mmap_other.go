@@ -3,15 +3,16 @@
 package job
 
 import (
-	"context"
-	"errors"
 	"os"
+
+	"github.com/kmsd/kmsd/batch/esdk"
 )
 
-// errNoMap: encrypting through mappings is implemented on Linux only
-// (fallocate); elsewhere files take the write path.
-var errNoMap = errors.New("job: no mapped encryption on this system")
+// Encrypting through mappings is implemented on Linux only (fallocate):
+// elsewhere Config.Mmap falls back to pread and pwrite.
 
-func (j *Job) sealMapped(context.Context, *encMaterials, *os.File, *os.File, int64) (int64, error) {
-	return 0, errNoMap
-}
+const mapWindow = 8 << 20
+
+func reserve(*os.File, int64) error { return errNoMap }
+
+func (j *Job) mappedWindow(*esdk.Sealer, *os.File, *os.File, int64) window { return nil }
