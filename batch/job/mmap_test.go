@@ -164,7 +164,7 @@ func BenchmarkEncryptFile(b *testing.B) {
 	k := newSealKMS(b)
 	for _, size := range []int{16 << 10, 64 << 10, 256 << 10, 1 << 20, 64 << 20} {
 		src := filepath.Join(base, fmt.Sprintf("src%d", size))
-		for _, path := range []string{"stream", "pread", "mmap"} {
+		for _, path := range []string{"stream", "pread", "mmap", "stream-no-verify", "pread-no-verify"} {
 			b.Run(fmt.Sprintf("%dKiB/%s", size>>10, path), func(b *testing.B) {
 				fi, err := os.Stat(src)
 				if err != nil {
@@ -175,9 +175,10 @@ func BenchmarkEncryptFile(b *testing.B) {
 					}
 					fi, _ = os.Stat(src)
 				}
-				j := newTestJob(b, Config{Mode: Encrypt, KMS: []KMS{k}, KeyID: "k", Sync: SyncNone, FrameLength: 64 << 10, Mmap: path == "mmap"})
+				j := newTestJob(b, Config{Mode: Encrypt, KMS: []KMS{k}, KeyID: "k", Sync: SyncNone, FrameLength: 64 << 10, Mmap: path == "mmap",
+					NoVerify: strings.HasSuffix(path, "-no-verify")})
 				j.posMin = 1
-				if path == "stream" {
+				if strings.HasPrefix(path, "stream") {
 					j.posMin = 1 << 62
 				}
 				t := task{src: src, dst: filepath.Join(base, "out", "x"+Suffix), size: fi.Size(), mtime: fi.ModTime().UnixNano()}

@@ -49,17 +49,19 @@ func (j *Job) sealPositional(ctx context.Context, m *encMaterials, src, out *os.
 		return 0, err
 	}
 	defer s.Close()
+	// The output's pages are allocated up front, in one call: a full disk
+	// fails here, and on tmpfs the two goroutines' writes then copy into
+	// pages that exist instead of allocating them under the file's lock,
+	// which they would take turns at (and spin on).
+	reserved := reserve(out, s.Len())
+	if reserved != nil && !errors.Is(reserved, errNoMap) {
+		return 0, reserved
+	}
 	var seal window
 	win := int64(ioWindow)
-	if j.cfg.Mmap {
-		switch err := reserve(out, s.Len()); {
-		case err == nil:
-			seal, win = j.mappedWindow(s, src, out, size), mapWindow
-		case !errors.Is(err, errNoMap):
-			return 0, err
-		}
-	}
-	if seal == nil {
+	if j.cfg.Mmap && reserved == nil {
+		seal, win = j.mappedWindow(s, src, out, size), mapWindow
+	} else {
 		seal = j.ioWindow(s, src, out, size)
 	}
 	fl := int64(s.FrameLength())
@@ -166,8 +168,8 @@ func (j *Job) ioWindow(s *esdk.Sealer, src, out *os.File, size int64) window {
 }
 
 // errNoMap: the output's file system cannot reserve space (no
-// fallocate), so windows are not mapped (a SIGBUS would come where a
-// write fails); they take the pread/pwrite path.
+// fallocate): windows are not mapped (a SIGBUS would come where a write
+// fails) but written with pwrite.
 var errNoMap = errors.New("job: no fallocate on the output's file system")
 
 // batchBytes is how much plaintext the pread/pwrite path reads, seals and
