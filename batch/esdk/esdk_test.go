@@ -751,17 +751,7 @@ func TestSealerRefuses(t *testing.T) {
 	if _, err := NewSealer(testMaterials(t, SuiteCommitKeyECDSAP384, 100), 10); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("signed suite: %v", err)
 	}
-	m := testMaterials(t, SuiteCommitKey, 100)
-	s, err := NewSealer(m, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	f, err := s.NewFramer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	s, f := newTestFramer(t, testMaterials(t, SuiteCommitKey, 100), 1000)
 	pt := make([]byte, 1000)
 	msg := make([]byte, s.Len())
 	for _, tc := range []struct {
@@ -805,16 +795,7 @@ func TestSealerVerifyCatchesFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := testMaterials(t, SuiteCommitKey, frame)
 			m.Verify = true
-			s, err := NewSealer(m, int64(len(pt)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			f, err := s.NewFramer()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			s, f := newTestFramer(t, m, int64(len(pt)))
 			switch {
 			case tc.key:
 				f.aead = newAEAD(bytes.Repeat([]byte{9}, 32))
@@ -825,7 +806,7 @@ func TestSealerVerifyCatchesFaults(t *testing.T) {
 			}
 			msg := make([]byte, s.Len())
 			copy(msg, s.Header())
-			err = f.Seal(msg[s.Offset(0):], pt, 0)
+			err := f.Seal(msg[s.Offset(0):], pt, 0)
 			if !errors.Is(err, ErrVerify) {
 				t.Fatalf("got %v, want ErrVerify", err)
 			}
@@ -850,16 +831,7 @@ func TestFramerCheck(t *testing.T) {
 	m := testMaterials(t, SuiteCommitKey, frame)
 	pt := make([]byte, 10*frame+7)
 	rand.Read(pt)
-	s, err := NewSealer(m, int64(len(pt)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := s.NewFramer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	s.Close()
+	s, f := newTestFramer(t, m, int64(len(pt)))
 	msg := make([]byte, s.Len())
 	copy(msg, s.Header())
 	body := msg[s.Offset(0):]
@@ -891,4 +863,20 @@ func TestFramerCheck(t *testing.T) {
 	if got, _, err := decrypt(msg, m.DataKey); err != nil || !bytes.Equal(got, pt) {
 		t.Fatalf("decrypt: %v", err)
 	}
+}
+
+// newTestFramer returns a Sealer of a size-byte message and a Framer of
+// it, both closed when the test ends.
+func newTestFramer(t testing.TB, m Materials, size int64) (*Sealer, *Framer) {
+	t.Helper()
+	s, err := NewSealer(m, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.NewFramer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(); s.Close() })
+	return s, f
 }

@@ -93,20 +93,23 @@ func (s *Sealer) NewFramer() (*Framer, error) {
 }
 
 // span checks that pt, at plaintext offset off, is whole frames or runs
-// to the end, and returns the length of its frames in the message and
-// whether they end it.
-func (s *Sealer) span(pt []byte, off int64, what string) (n int64, final bool, err error) {
+// to the end, and that msg is exactly as long as their frames in the
+// message (else wrong, wrapped); it reports whether they end it.
+func (s *Sealer) span(msg, pt []byte, off int64, what string, wrong error) (final bool, err error) {
 	fl := int64(s.frameLen)
 	end := off + int64(len(pt))
 	final = end == s.size
 	if off < 0 || off%fl != 0 || end > s.size || (!final && int64(len(pt))%fl != 0) {
-		return 0, false, fmt.Errorf("%w: %s of plaintext %d to %d: not whole frames of %d of a %d-byte message", ErrFormat, what, off, end, fl, s.size)
+		return false, fmt.Errorf("%w: %s of plaintext %d to %d: not whole frames of %d of a %d-byte message", ErrFormat, what, off, end, fl, s.size)
 	}
-	n = s.Offset(end) - s.Offset(off)
+	n := s.Offset(end) - s.Offset(off)
 	if final {
 		n += finalOverhead + end%fl
 	}
-	return n, final, nil
+	if int64(len(msg)) != n {
+		return false, fmt.Errorf("%w: %s of plaintext %d to %d: %d message bytes, want %d", wrong, what, off, end, len(msg), n)
+	}
+	return final, nil
 }
 
 // Check reads the frames in msg (the message's bytes from Offset(off)
@@ -114,12 +117,9 @@ func (s *Sealer) span(pt []byte, off int64, what string) (n int64, final bool, e
 // plaintext with pt, which starts at plaintext offset off: ErrVerify on
 // any difference, ErrFormat if pt is not whole frames.
 func (f *Framer) Check(msg, pt []byte, off int64) error {
-	n, final, err := f.s.span(pt, off, "Check")
+	final, err := f.s.span(msg, pt, off, "Check", ErrVerify)
 	if err != nil {
 		return err
-	}
-	if int64(len(msg)) != n {
-		return fmt.Errorf("%w: Check of plaintext %d to %d: %d message bytes, want %d", ErrVerify, off, off+int64(len(pt)), len(msg), n)
 	}
 	f.check.r.seq = uint32(off / int64(f.s.frameLen))
 	whole := len(pt)
@@ -140,12 +140,9 @@ func (f *Framer) Check(msg, pt []byte, off int64) error {
 // does that for a caller that reads dst back from elsewhere). Seal writes
 // nothing outside dst.
 func (f *Framer) Seal(dst, pt []byte, off int64) error {
-	want, final, err := f.s.span(pt, off, "Seal")
+	final, err := f.s.span(dst, pt, off, "Seal", ErrFormat)
 	if err != nil {
 		return err
-	}
-	if int64(len(dst)) != want {
-		return fmt.Errorf("%w: Seal of plaintext %d to %d: %d output bytes, want %d", ErrFormat, off, off+int64(len(pt)), len(dst), want)
 	}
 	seq := uint32(off/int64(f.s.frameLen)) + 1
 	per := max(1, batchBytes/f.s.frameLen) * f.s.frameLen
