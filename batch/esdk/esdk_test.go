@@ -880,3 +880,28 @@ func newTestFramer(t testing.TB, m Materials, size int64) (*Sealer, *Framer) {
 	t.Cleanup(func() { f.Close(); s.Close() })
 	return s, f
 }
+
+// FuzzCheck: Framer.Check reads frames from bytes it does not trust (read
+// back from a file); whatever they are, it returns an error or, only for
+// the bytes Seal wrote, nil, and never panics.
+func FuzzCheck(f *testing.F) {
+	const frame = 64
+	m := testMaterials(f, SuiteCommitKey, frame)
+	pt := make([]byte, 3*frame+5)
+	rand.Read(pt)
+	s, fr := newTestFramer(f, m, int64(len(pt)))
+	msg := make([]byte, s.Len())
+	if err := fr.Seal(msg[s.Offset(0):], pt, 0); err != nil {
+		f.Fatal(err)
+	}
+	body := msg[s.Offset(0):]
+	f.Add(uint8(0), body)
+	f.Add(uint8(1), body[s.Offset(frame)-s.Offset(0):])
+	f.Fuzz(func(t *testing.T, from uint8, b []byte) {
+		off := int64(from%4) * frame
+		err := fr.Check(b, pt[off:], off)
+		if want := body[s.Offset(off)-s.Offset(0):]; err == nil && !bytes.Equal(b, want) {
+			t.Fatalf("Check accepted %d bytes that Seal did not write", len(b))
+		}
+	})
+}
