@@ -62,7 +62,7 @@ func (j *Job) sealPositional(ctx context.Context, m *encMaterials, src, out *os.
 	if j.cfg.Mmap && reserved == nil {
 		seal, win = j.mappedWindow(s, src, out, size), mapWindow
 	} else {
-		seal = j.ioWindow(s, src, out, size)
+		seal = j.preadWindow(s, src, out, size)
 	}
 	fl := int64(s.FrameLength())
 	win = max(1, win/fl) * fl
@@ -113,9 +113,9 @@ func (j *Job) sealPositional(ctx context.Context, m *encMaterials, src, out *os.
 	return s.Len(), nil
 }
 
-// ioWindow seals windows with pread and pwrite, a batch at a time, and
+// preadWindow seals windows with pread and pwrite, a batch at a time, and
 // (unless NoVerify) checks each batch from what reads back from out.
-func (j *Job) ioWindow(s *esdk.Sealer, src, out *os.File, size int64) window {
+func (j *Job) preadWindow(s *esdk.Sealer, src, out *os.File, size int64) window {
 	fl := s.FrameLength()
 	per := max(1, batchBytes/fl) * fl
 	outLen := int(s.Offset(int64(per))-s.Offset(0)) + len(s.Header()) + 64 // room for the header and a final frame
