@@ -828,16 +828,8 @@ func (l longAEAD) Seal(dst, iv, pt, aad []byte) []byte {
 // frames differs or the plaintext it is compared with does.
 func TestFramerCheck(t *testing.T) {
 	const frame = 1000
-	m := testMaterials(t, SuiteCommitKey, frame)
-	pt := make([]byte, 10*frame+7)
-	rand.Read(pt)
-	s, f := newTestFramer(t, m, int64(len(pt)))
-	msg := make([]byte, s.Len())
-	copy(msg, s.Header())
+	m, s, f, pt, msg := sealedMessage(t, frame, 10*frame+7)
 	body := msg[s.Offset(0):]
-	if err := f.Seal(body, pt, 0); err != nil {
-		t.Fatal(err)
-	}
 	if err := f.Check(body, pt, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -886,14 +878,7 @@ func newTestFramer(t testing.TB, m Materials, size int64) (*Sealer, *Framer) {
 // the bytes Seal wrote, nil, and never panics.
 func FuzzCheck(f *testing.F) {
 	const frame = 64
-	m := testMaterials(f, SuiteCommitKey, frame)
-	pt := make([]byte, 3*frame+5)
-	rand.Read(pt)
-	s, fr := newTestFramer(f, m, int64(len(pt)))
-	msg := make([]byte, s.Len())
-	if err := fr.Seal(msg[s.Offset(0):], pt, 0); err != nil {
-		f.Fatal(err)
-	}
+	_, s, fr, pt, msg := sealedMessage(f, frame, 3*frame+5)
 	body := msg[s.Offset(0):]
 	f.Add(uint8(0), body)
 	f.Add(uint8(1), body[s.Offset(frame)-s.Offset(0):])
@@ -904,4 +889,21 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("Check accepted %d bytes that Seal did not write", len(b))
 		}
 	})
+}
+
+// sealedMessage seals n random bytes with a Sealer (frame length frame)
+// and returns the materials, the Sealer and a Framer of it, the plaintext
+// and the whole message.
+func sealedMessage(t testing.TB, frame, n int) (Materials, *Sealer, *Framer, []byte, []byte) {
+	t.Helper()
+	m := testMaterials(t, SuiteCommitKey, frame)
+	pt := make([]byte, n)
+	rand.Read(pt)
+	s, f := newTestFramer(t, m, int64(n))
+	msg := make([]byte, s.Len())
+	copy(msg, s.Header())
+	if err := f.Seal(msg[s.Offset(0):], pt, 0); err != nil {
+		t.Fatal(err)
+	}
+	return m, s, f, pt, msg
 }
