@@ -88,7 +88,28 @@ func (j *Job) sealMapped(s *esdk.Sealer, f *esdk.Framer, src, out *os.File, off,
 	if off == 0 {
 		dst = dst[copy(dst, s.Header()):]
 	}
-	return verifyErr(f.Seal(dst, pt, off))
+	// A batch at a time: sealed into the mapping, then opened from it
+	// while it is still in the CPU's cache.
+	fl := s.FrameLength()
+	per := max(1, batchBytes/fl) * fl
+	for p := 0; ; p += per {
+		q := min(p+per, len(pt))
+		a, b := s.Offset(off+int64(p))-s.Offset(off), int64(len(dst))
+		if q < len(pt) {
+			b = s.Offset(off+int64(q)) - s.Offset(off)
+		}
+		if err := f.Seal(dst[a:b], pt[p:q], off+int64(p)); err != nil {
+			return verifyErr(err)
+		}
+		if !j.cfg.NoVerify {
+			if err := f.Check(dst[a:b], pt[p:q], off+int64(p)); err != nil {
+				return verifyErr(err)
+			}
+		}
+		if q == len(pt) {
+			return nil
+		}
+	}
 }
 
 // mapFault turns a fault on one of a window's mappings (runtime/debug

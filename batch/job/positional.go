@@ -42,9 +42,9 @@ type window func(f *esdk.Framer, off, end int64) error
 // sealPositional encrypts src (size bytes) into out (an empty temporary
 // file) with the materials m and returns the message's length.
 func (j *Job) sealPositional(ctx context.Context, m *encMaterials, src, out *os.File, size int64) (int64, error) {
-	em := m.esdk(j.cfg.FrameLength, j.cfg.Suite)
-	em.Verify = j.cfg.Mmap && !j.cfg.NoVerify // Seal checks from the output's mapping; else Check after the read-back
-	s, err := esdk.NewSealer(em, size)
+	// Both window kinds check with Framer.Check, from what the file holds
+	// (its mapping, or what reads back), not Materials.Verify.
+	s, err := esdk.NewSealer(m.esdk(j.cfg.FrameLength, j.cfg.Suite), size)
 	if err != nil {
 		return 0, err
 	}
