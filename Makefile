@@ -50,7 +50,7 @@ fuzz:
 	  ./cluster:FuzzDecodeCommand ./cluster:FuzzDecodeSnapshot ./cluster:FuzzMultiRegionCommands \
 	  ./hsmpool:FuzzOpen ./agent/sigv4:FuzzVerify ./bench:FuzzIdealOpen ./agent/audit:FuzzFilter \
 	  ./agent/policy:FuzzParse ./agent:FuzzAsymRequest ./hsmpool:FuzzOAEPDecode \
-	  ./batch/esdk:FuzzReadHeader ./batch/esdk:FuzzBody \
+	  ./batch/esdk:FuzzReadHeader ./batch/esdk:FuzzBody ./batch/esdk:FuzzCheck \
 	  ./agent:FuzzParseStoreBlob ./xks:FuzzRoute ./agent:FuzzImportToken ./internal/mldsamu:FuzzVerify ./internal/sm2pke:FuzzDecrypt; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \

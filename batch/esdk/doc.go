@@ -28,11 +28,18 @@
 // say) waits for io.EOF. A Writer with Materials.Verify opens each batch
 // again with a Reader of its own before writing it (ErrVerify).
 //
+// A Sealer writes a message of an unsigned suite whose plaintext length
+// is known up front: its layout is then fixed, and Framers (one per
+// goroutine) seal any window of whole frames straight into its place (a
+// buffer written at its offset, or a mapped file), check it from where it
+// lies (Materials.Verify) or from bytes read back (Framer.Check).
+//
 // # Concurrency
 //
 // Writer and Reader are not safe for concurrent use; distinct values are
 // independent. A Writer with Materials.Parallel runs a second goroutine
-// (checking, signing and writing), which Close or Abort ends. ParseHeader
+// (checking, signing and writing), which Close or Abort ends. A Sealer is
+// safe for concurrent use, its Framers are not. ParseHeader
 // and the encoders are pure.
 //
 // # Ownership

@@ -682,3 +682,228 @@ func BenchmarkReader(b *testing.B) {
 		}
 	})
 }
+
+// TestSealer: a message sealed frame by frame into its place, by two
+// Framers taking windows in reverse order, with and without Verify,
+// reads back as the plaintext, has the length Len said and the layout
+// Writer.ReadFrom writes (same length, same frame count).
+func TestSealer(t *testing.T) {
+	for _, frame := range []int{100, 4096, 64 << 10, batchBytes + 4096} {
+		for _, size := range []int{0, 1, frame - 1, frame, frame + 1, batchBytes, 2*batchBytes + frame + 7, 5*batchBytes + 3} {
+			for _, verify := range []bool{false, true} {
+				name := fmt.Sprintf("frame=%d/size=%d/verify=%v", frame, size, verify)
+				m := testMaterials(t, SuiteCommitKey, frame)
+				m.Verify = verify
+				pt := make([]byte, size)
+				rand.Read(pt)
+				s, err := NewSealer(m, int64(size))
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := make([]byte, s.Len())
+				copy(msg, s.Header())
+				win := 2 * frame // windows of two frames, the last one shorter
+				var fr [2]*Framer
+				for i := range fr {
+					if fr[i], err = s.NewFramer(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for k, off := 0, (size/win)*win; off >= 0; k, off = k+1, off-win {
+					end := min(off+win, size)
+					to := s.Offset(int64(end))
+					if end == size {
+						to = s.Len()
+					}
+					if err := fr[k%2].Seal(msg[s.Offset(int64(off)):to], pt[off:end], int64(off)); err != nil {
+						t.Fatalf("%s: Seal at %d: %v", name, off, err)
+					}
+				}
+				fr[0].Close()
+				fr[1].Close()
+				s.Close()
+				got, h, err := decrypt(msg, m.DataKey)
+				if err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("%s: err %v, equal %v", name, err, bytes.Equal(got, pt))
+				}
+				var ref bytes.Buffer
+				w, err := NewWriter(&ref, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.ReadFrom(bytes.NewReader(pt)); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if ref.Len() != len(msg) || w.seq != uint32(size/frame+1) || h.FrameLength != uint32(frame) {
+					t.Fatalf("%s: %d bytes, ReadFrom writes %d (%d frames)", name, len(msg), ref.Len(), w.seq)
+				}
+			}
+		}
+	}
+}
+
+// TestSealerRefuses: signed suites, windows not on frame boundaries and
+// outputs of the wrong length are refused, nothing written.
+func TestSealerRefuses(t *testing.T) {
+	if _, err := NewSealer(testMaterials(t, SuiteCommitKeyECDSAP384, 100), 10); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("signed suite: %v", err)
+	}
+	s, f := newTestFramer(t, testMaterials(t, SuiteCommitKey, 100), 1000)
+	pt := make([]byte, 1000)
+	msg := make([]byte, s.Len())
+	for _, tc := range []struct {
+		name     string
+		off, end int64
+		dst      []byte
+	}{
+		{"misaligned", 50, 150, msg[s.Offset(0):s.Offset(100)]},
+		{"part frame", 0, 150, msg[s.Offset(0):s.Offset(100)]},
+		{"past the end", 900, 1000 + 1, msg[s.Offset(900):]},
+		{"short output", 0, 100, msg[s.Offset(0) : s.Offset(100)-1]},
+		{"long output", 0, 100, msg[s.Offset(0) : s.Offset(100)+1]},
+	} {
+		p := pt
+		if tc.end > int64(len(p)) {
+			p = make([]byte, tc.end)
+		}
+		if err := f.Seal(tc.dst, p[tc.off:tc.end], tc.off); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: %v, want ErrFormat", tc.name, err)
+		}
+	}
+	if !bytes.Equal(msg, make([]byte, len(msg))) {
+		t.Fatal("a refused Seal wrote")
+	}
+}
+
+// TestSealerVerifyCatchesFaults: with Verify, a frame sealed wrong (as in
+// TestVerifyCatchesFaults), or sealed outside its place (an AEAD that
+// returns more bytes), fails Seal with ErrVerify.
+func TestSealerVerifyCatchesFaults(t *testing.T) {
+	pt := make([]byte, 3*batchBytes)
+	rand.Read(pt)
+	const frame = 64 << 10
+	for _, tc := range []struct {
+		name  string
+		bad   uint32
+		pt    bool
+		key   bool
+		extra bool
+	}{{"ciphertext", 6, false, false, false}, {"plaintext", 6, true, false, false}, {"first-frame", 1, true, false, false}, {"key", 0, false, true, false}, {"outside", 0, false, false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMaterials(t, SuiteCommitKey, frame)
+			m.Verify = true
+			s, f := newTestFramer(t, m, int64(len(pt)))
+			switch {
+			case tc.key:
+				f.aead = newAEAD(bytes.Repeat([]byte{9}, 32))
+			case tc.extra:
+				f.aead = longAEAD{f.aead}
+			default:
+				f.aead = faultyAEAD{AEAD: f.aead, bad: tc.bad, pt: tc.pt}
+			}
+			msg := make([]byte, s.Len())
+			copy(msg, s.Header())
+			err := f.Seal(msg[s.Offset(0):], pt, 0)
+			if !errors.Is(err, ErrVerify) {
+				t.Fatalf("got %v, want ErrVerify", err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// longAEAD returns one byte more than it should: a sealed frame that
+// would spill past its place.
+type longAEAD struct{ cipher.AEAD }
+
+func (l longAEAD) Seal(dst, iv, pt, aad []byte) []byte {
+	return append(l.AEAD.Seal(dst, iv, pt, aad), 0)
+}
+
+// TestFramerCheck: Check reads back what Seal wrote (whole message, or a
+// window in the middle) and fails with ErrVerify when any byte of the
+// frames differs or the plaintext it is compared with does.
+func TestFramerCheck(t *testing.T) {
+	const frame = 1000
+	m, s, f, pt, msg := sealedMessage(t, frame, 10*frame+7)
+	body := msg[s.Offset(0):]
+	if err := f.Check(body, pt, 0); err != nil {
+		t.Fatal(err)
+	}
+	mid := msg[s.Offset(3*frame):s.Offset(6*frame)]
+	if err := f.Check(mid, pt[3*frame:6*frame], 3*frame); err != nil {
+		t.Fatalf("window: %v", err)
+	}
+	for i := 0; i < len(body); i += 97 {
+		bad := bytes.Clone(body)
+		bad[i] ^= 4
+		if err := f.Check(bad, pt, 0); !errors.Is(err, ErrVerify) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+	other := bytes.Clone(pt)
+	other[5*frame+1] ^= 1
+	if err := f.Check(body, other, 0); !errors.Is(err, ErrVerify) {
+		t.Fatalf("other plaintext: %v", err)
+	}
+	if err := f.Check(body[:len(body)-1], pt, 0); !errors.Is(err, ErrVerify) {
+		t.Fatalf("short: %v", err)
+	}
+	if got, _, err := decrypt(msg, m.DataKey); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("decrypt: %v", err)
+	}
+}
+
+// newTestFramer returns a Sealer of a size-byte message and a Framer of
+// it, both closed when the test ends.
+func newTestFramer(t testing.TB, m Materials, size int64) (*Sealer, *Framer) {
+	t.Helper()
+	s, err := NewSealer(m, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.NewFramer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(); s.Close() })
+	return s, f
+}
+
+// FuzzCheck: Framer.Check reads frames from bytes it does not trust (read
+// back from a file); whatever they are, it returns an error or, only for
+// the bytes Seal wrote, nil, and never panics.
+func FuzzCheck(f *testing.F) {
+	const frame = 64
+	_, s, fr, pt, msg := sealedMessage(f, frame, 3*frame+5)
+	body := msg[s.Offset(0):]
+	f.Add(uint8(0), body)
+	f.Add(uint8(1), body[s.Offset(frame)-s.Offset(0):])
+	f.Fuzz(func(t *testing.T, from uint8, b []byte) {
+		off := int64(from%4) * frame
+		err := fr.Check(b, pt[off:], off)
+		if want := body[s.Offset(off)-s.Offset(0):]; err == nil && !bytes.Equal(b, want) {
+			t.Fatalf("Check accepted %d bytes that Seal did not write", len(b))
+		}
+	})
+}
+
+// sealedMessage seals n random bytes with a Sealer (frame length frame)
+// and returns the materials, the Sealer and a Framer of it, the plaintext
+// and the whole message.
+func sealedMessage(t testing.TB, frame, n int) (Materials, *Sealer, *Framer, []byte, []byte) {
+	t.Helper()
+	m := testMaterials(t, SuiteCommitKey, frame)
+	pt := make([]byte, n)
+	rand.Read(pt)
+	s, f := newTestFramer(t, m, int64(n))
+	msg := make([]byte, s.Len())
+	copy(msg, s.Header())
+	if err := f.Seal(msg[s.Offset(0):], pt, 0); err != nil {
+		t.Fatal(err)
+	}
+	return m, s, f, pt, msg
+}

@@ -118,21 +118,18 @@ const (
 // (batchBytes, or one frame if that is larger) of plaintext and of
 // ciphertext, in pooled buffers that Close returns.
 type Writer struct {
-	w        io.Writer
-	header   *Header
-	aead     cipher.AEAD
+	w      io.Writer
+	header *Header
+	framer
 	frameLen int
 	in       []byte // plaintext not yet sealed; cap a whole number of frames
 	inBuf    []byte // in's pooled buffer
 	out      []byte // the header (until the first write), then sealed frames
 	hdr      int    // bytes of header at the start of out (already hashed)
-	iv       [ivLen]byte
-	aad      [MessageIDLen + 34 + 12]byte
 	seq      uint32
 	sig      hash.Hash
 	signer   *ecdsa.PrivateKey
-	check    *Reader // Materials.Verify
-	fed      feed    // what check reads
+	check    *checker // Materials.Verify
 	n        int64
 	err      error
 	closed   bool
@@ -160,37 +157,12 @@ type batch struct {
 // returns a Writer for its body. The header is written with the first
 // frames (alone if it is large); Close finishes the message.
 func NewWriter(w io.Writer, m Materials) (*Writer, error) {
-	if m.FrameLength == 0 {
-		m.FrameLength = DefaultFrameLength
-	}
-	if m.FrameLength < 0 || int64(m.FrameLength) > 1<<31-1 {
-		return nil, fmt.Errorf("%w: frame length %d", ErrLimit, m.FrameLength)
-	}
-	if m.Suite == 0 {
-		m.Suite = SuiteCommitKey
-	}
-	if m.Suite.Signed() {
-		if m.SigningKey == nil || m.Context[PublicKeyContextKey] != m.SigningKey.PublicKey() {
-			return nil, fmt.Errorf("%w: a signed suite needs a signing key whose public key is the %s context entry", ErrFormat, PublicKeyContextKey)
-		}
-	} else if _, ok := m.Context[PublicKeyContextKey]; ok {
-		return nil, fmt.Errorf("%w: %s is reserved for signed suites", ErrFormat, PublicKeyContextKey)
-	}
-	h := &Header{Suite: m.Suite, MessageID: make([]byte, MessageIDLen), Context: m.Context, DataKeys: m.DataKeys, FrameLength: uint32(m.FrameLength)}
-	rand.Read(h.MessageID)
-	key, commit, err := deriveKeys(m.Suite, m.DataKey, h.MessageID)
+	h, aead, err := newMessage(&m)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key)
-	h.Commitment = commit
-	if err := h.marshal(); err != nil {
-		return nil, err
-	}
-	aead := newAEAD(key)
-	h.AuthTag = aead.Seal(nil, make([]byte, ivLen), nil, h.raw)
 	frames := max(1, batchBytes/m.FrameLength)
-	wr := &Writer{w: w, header: h, aead: aead, frameLen: m.FrameLength, parallel: m.Parallel,
+	wr := &Writer{w: w, header: h, framer: framer{aead: aead, id: h.MessageID}, frameLen: m.FrameLength, parallel: m.Parallel,
 		inBuf: getBuf(frames * m.FrameLength),
 		out:   getBuf(frames*(m.FrameLength+frameOverhead) + 8 + footerMax + headerRoom)}
 	wr.in = wr.inBuf[: 0 : frames*m.FrameLength]
@@ -203,7 +175,7 @@ func NewWriter(w io.Writer, m Materials) (*Writer, error) {
 		wr.sig.Write(hb)
 	}
 	if m.Verify {
-		if err := wr.startCheck(hb, m.DataKey); err != nil {
+		if wr.check, err = newChecker(hb, m.DataKey, m.FrameLength); err != nil {
 			wr.release()
 			return nil, err
 		}
@@ -219,21 +191,71 @@ func NewWriter(w io.Writer, m Materials) (*Writer, error) {
 	return wr, nil
 }
 
-// startCheck makes the Reader that reads back what the Writer writes,
-// starting from the header's bytes alone.
-func (w *Writer) startCheck(hb, dataKey []byte) error {
-	w.fed.b = hb
-	h, err := readHeader(&w.fed, Limits{MaxFrameLength: w.frameLen, MaxDataKeys: 0xFFFF, MaxHeaderBytes: len(hb)})
-	if err == nil && len(w.fed.b) != 0 {
-		err = fmt.Errorf("%d bytes after the header tag", len(w.fed.b))
+// newMessage checks m, fills in its defaults, and makes a new message's
+// header (a fresh random message ID, the commitment, the header tag) and
+// its body's AEAD.
+func newMessage(m *Materials) (*Header, cipher.AEAD, error) {
+	if m.FrameLength == 0 {
+		m.FrameLength = DefaultFrameLength
+	}
+	if m.FrameLength < 0 || int64(m.FrameLength) > 1<<31-1 {
+		return nil, nil, fmt.Errorf("%w: frame length %d", ErrLimit, m.FrameLength)
+	}
+	if m.Suite == 0 {
+		m.Suite = SuiteCommitKey
+	}
+	if m.Suite.Signed() {
+		if m.SigningKey == nil || m.Context[PublicKeyContextKey] != m.SigningKey.PublicKey() {
+			return nil, nil, fmt.Errorf("%w: a signed suite needs a signing key whose public key is the %s context entry", ErrFormat, PublicKeyContextKey)
+		}
+	} else if _, ok := m.Context[PublicKeyContextKey]; ok {
+		return nil, nil, fmt.Errorf("%w: %s is reserved for signed suites", ErrFormat, PublicKeyContextKey)
+	}
+	h := &Header{Suite: m.Suite, MessageID: make([]byte, MessageIDLen), Context: m.Context, DataKeys: m.DataKeys, FrameLength: uint32(m.FrameLength)}
+	rand.Read(h.MessageID)
+	key, commit, err := deriveKeys(m.Suite, m.DataKey, h.MessageID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(key)
+	h.Commitment = commit
+	if err := h.marshal(); err != nil {
+		return nil, nil, err
+	}
+	aead := newAEAD(key)
+	h.AuthTag = aead.Seal(nil, make([]byte, ivLen), nil, h.raw)
+	return h, aead, nil
+}
+
+// checker reads back what a Writer or a Framer is about to write
+// (Materials.Verify): a Reader of its own, made from the header's bytes
+// alone, over a feed of the sealed batch.
+type checker struct {
+	r   *Reader
+	fed feed
+}
+
+// newChecker parses the header back from hb and derives the key again
+// from dataKey (checking the commitment and the header tag).
+func newChecker(hb, dataKey []byte, frameLen int) (*checker, error) {
+	c := &checker{fed: feed{b: hb}}
+	h, err := readHeader(&c.fed, Limits{MaxFrameLength: frameLen, MaxDataKeys: 0xFFFF, MaxHeaderBytes: len(hb)})
+	if err == nil && len(c.fed.b) != 0 {
+		err = fmt.Errorf("%d bytes after the header tag", len(c.fed.b))
 	}
 	if err == nil {
-		w.check, err = newReader(&w.fed, h, dataKey, Limits{MaxFrameLength: w.frameLen})
+		c.r, err = newReader(&c.fed, h, dataKey, Limits{MaxFrameLength: frameLen})
 	}
 	if err != nil {
-		return fmt.Errorf("%w: header: %v", ErrVerify, err)
+		return nil, fmt.Errorf("%w: header: %v", ErrVerify, err)
 	}
-	return nil
+	return c, nil
+}
+
+// release returns the checker's frame buffer to the pool.
+func (c *checker) release() {
+	c.r.plain = nil
+	c.r.release()
 }
 
 // release returns the buffers to the pool.
@@ -247,7 +269,6 @@ func (w *Writer) release() {
 		w.stop()
 	}
 	if w.check != nil {
-		w.check.plain = nil
 		w.check.release()
 	}
 }
@@ -269,25 +290,40 @@ const (
 	aadSingle     = "AWSKMSEncryptionClient Single Block"
 )
 
+// framer seals frames of one message. Its AEAD may be shared between
+// framers (Go's AES-GCM is safe for concurrent use); its IV and AAD
+// buffers may not.
+type framer struct {
+	aead cipher.AEAD
+	id   []byte // message ID
+	iv   [ivLen]byte
+	aad  [MessageIDLen + 34 + 12]byte
+}
+
+// sealFrame appends pt sealed as frame seq (regular or final) to out.
+func (f *framer) sealFrame(out, pt []byte, seq uint32, final bool) []byte {
+	binary.BigEndian.PutUint32(f.iv[ivLen-4:], seq) // IV = the sequence number
+	content := aadFrame
+	if final {
+		content = aadFinalFrame
+		out = binary.BigEndian.AppendUint32(out, finalFrameMark)
+	}
+	out = binary.BigEndian.AppendUint32(out, seq)
+	out = append(out, f.iv[:]...)
+	if final {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(pt)))
+	}
+	aad := appendBodyAAD(f.aad[:0], f.id, content, seq, len(pt))
+	return f.aead.Seal(out, f.iv[:], pt, aad)
+}
+
 // sealFrame appends pt sealed as the next (regular or final) frame to out.
 func (w *Writer) sealFrame(out, pt []byte, final bool) ([]byte, error) {
 	if w.seq == finalFrameMark-1 && !final {
 		return out, fmt.Errorf("%w: more than 2^32-2 frames", ErrLimit)
 	}
 	w.seq++
-	binary.BigEndian.PutUint32(w.iv[ivLen-4:], w.seq) // IV = the sequence number
-	content := aadFrame
-	if final {
-		content = aadFinalFrame
-		out = binary.BigEndian.AppendUint32(out, finalFrameMark)
-	}
-	out = binary.BigEndian.AppendUint32(out, w.seq)
-	out = append(out, w.iv[:]...)
-	if final {
-		out = binary.BigEndian.AppendUint32(out, uint32(len(pt)))
-	}
-	aad := appendBodyAAD(w.aad[:0], w.header.MessageID, content, w.seq, len(pt))
-	return w.aead.Seal(out, w.iv[:], pt, aad), nil
+	return w.framer.sealFrame(out, pt, w.seq, final), nil
 }
 
 // seal seals w.in[:n] (whole frames) as regular frames and, when final,
@@ -357,7 +393,7 @@ func (w *Writer) finish(b batch) error {
 		}
 	}
 	if w.check != nil {
-		if err := w.verify(b.out[b.hdr:], b.in, b.n, b.final); err != nil {
+		if err := w.check.verify(b.out[b.hdr:], b.in, b.n, b.final); err != nil {
 			return err
 		}
 	}
@@ -398,13 +434,13 @@ func (w *Writer) stop() error {
 }
 
 // verify reads body (the frames sealed from in[:n] and, when final, the
-// final frame sealed from the rest and the footer) with w.check, and
-// compares each frame's plaintext with what it was sealed from.
-func (w *Writer) verify(body, in []byte, n int, final bool) error {
-	r := w.check
-	w.fed.b = body
-	for off := 0; off < n || final; off += w.frameLen {
-		want := in[off:min(off+w.frameLen, n)]
+// final frame sealed from the rest) with c's Reader, and compares each
+// frame's plaintext with what it was sealed from.
+func (c *checker) verify(body, in []byte, n int, final bool) error {
+	r, fl := c.r, int(c.r.h.FrameLength)
+	c.fed.b = body
+	for off := 0; off < n || final; off += fl {
+		want := in[off:min(off+fl, n)]
 		if off >= n {
 			want, final = in[n:], false // the final frame, last
 		}
@@ -416,8 +452,8 @@ func (w *Writer) verify(body, in []byte, n int, final bool) error {
 		}
 		r.plain = nil
 	}
-	if len(w.fed.b) != 0 {
-		return fmt.Errorf("%w: %d bytes after frame %d", ErrVerify, len(w.fed.b), r.seq)
+	if len(c.fed.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after frame %d", ErrVerify, len(c.fed.b), r.seq)
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func TestDeps(t *testing.T) {
 		}
 		switch dep {
 		case "github.com/kmsd/kmsd/batch/job", "github.com/kmsd/kmsd/batch/esdk",
-			"golang.org/x/sys/unix": // syncfs(2)
+			"golang.org/x/sys/unix": // syncfs(2), mmap(2), fallocate(2), madvise(2)
 			continue
 		}
 		t.Errorf("job imports %s: it may use batch/esdk, x/sys/unix and the standard library only (the SDK adapter is in cmd/kmsd)", dep)

@@ -252,7 +252,7 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	var verify func(out *os.File) error
 	switch j.cfg.Mode {
 	case Encrypt:
-		verify, err = j.encryptStream(ctx, src, out, t.size) // whole batches of frames: no bufio
+		verify, err = j.encryptFile(ctx, f, src, out, t) // whole batches of frames, or mappings: no bufio
 	case Decrypt:
 		err = j.decryptStream(ctx, src, bw)
 	case ReEncrypt:
@@ -313,6 +313,33 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 		return nil, err
 	}
 	defer clear(m.dataKey)
+	return j.sealStream(ctx, m, src, w, size)
+}
+
+// encryptFile encrypts the regular file f (read through src) into out,
+// an empty temporary file: at known positions (sealPositional: windows
+// of frames, pread and pwrite or, with Config.Mmap, mappings) when the
+// file is at least posMin bytes and the suite unsigned; else as a stream
+// of writes.
+func (j *Job) encryptFile(ctx context.Context, f *os.File, src io.Reader, out *os.File, t task) (func(*os.File) error, error) {
+	m, err := j.materials(ctx, t.size)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(m.dataKey)
+	if t.size < j.posMin || j.cfg.Suite.Signed() {
+		return j.sealStream(ctx, m, src, out, t.size)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != t.size {
+		return nil, ErrSourceChanged // it would be read (or mapped) past its end
+	}
+	n, err := j.sealPositional(ctx, m, f, out, t.size)
+	return func(out *os.File) error { return checkSize(out, n, j.cfg.NoVerify) }, err
+}
+
+// sealStream writes one message of src to w with the materials m (see
+// encryptStream).
+func (j *Job) sealStream(ctx context.Context, m *encMaterials, src io.Reader, w io.Writer, size int64) (func(*os.File) error, error) {
 	em := m.esdk(j.cfg.FrameLength, j.cfg.Suite)
 	em.Verify = !j.cfg.NoVerify
 	em.Parallel = size < 0 || size >= parallelMin
@@ -344,6 +371,11 @@ func (j *Job) encryptStream(ctx context.Context, src io.Reader, w io.Writer, siz
 // sealing, and checking and writing. One large file then uses two cores;
 // smaller files get theirs from the workers.
 const parallelMin = 4 << 20
+
+// posMin is the size from which a file is encrypted at known positions
+// (sealPositional) rather than as a stream of writes
+// (BenchmarkEncryptFile).
+const posMin = 64 << 10
 
 // verifyErr: a frame that did not read back is a failed verification.
 func verifyErr(err error) error {
@@ -402,16 +434,20 @@ func (c *checkedWriter) readBack(p []byte, at int64) error {
 
 // size checks that the file ends where the writes did (nil: nothing to
 // check).
-func (c *checkedWriter) size(out *os.File) error {
-	if out == nil || c.noCheck {
+func (c *checkedWriter) size(out *os.File) error { return checkSize(out, c.off+c.end, c.noCheck) }
+
+// checkSize checks that out is n bytes long (nil or noCheck: nothing to
+// check).
+func checkSize(out *os.File, n int64, noCheck bool) error {
+	if out == nil || noCheck {
 		return nil
 	}
 	fi, err := out.Stat()
 	if err != nil {
 		return err
 	}
-	if fi.Size() != c.off+c.end {
-		return fmt.Errorf("%w: the output is %d bytes, %d were written", ErrVerify, fi.Size(), c.off+c.end)
+	if fi.Size() != n {
+		return fmt.Errorf("%w: the output is %d bytes, %d were written", ErrVerify, fi.Size(), n)
 	}
 	return nil
 }

@@ -77,6 +77,7 @@ func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.cfg.FailFast, "fail-fast", false, "stop at the first failed file")
 	fs.BoolVar(&f.cfg.Resume, "resume", false, "continue the job whose journal is in --out")
 	fs.BoolVar(&f.cfg.NoVerify, "no-verify", false, "do not read outputs back before renaming them")
+	fs.BoolVar(&f.cfg.Mmap, "mmap", false, "encrypt files from 64 KiB through memory mappings (Linux; pays where mapping a page is cheap, not on VMs that shadow page tables)")
 	fs.StringVar(&f.sync, "sync", "batch", "durability: batch (syncfs per group of files, before the journal), file (fsync each output before its rename), none (scratch disks)")
 	fs.BoolVar(&f.json, "json", false, "print a JSON summary (on stdout; on stderr with --out -)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress display")

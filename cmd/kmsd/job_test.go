@@ -500,6 +500,7 @@ func (e *jobEnv) testBoundedMemory(t *testing.T) {
 	f.Close()
 	enc, dec := filepath.Join(t.TempDir(), "e"), filepath.Join(t.TempDir(), "d")
 	for _, args := range [][]string{
+		{"encrypt", "--key", e.key1, "--in", in, "--out", enc + "-mmap", "--frame-length", "65536", "--mmap"}, // 8 MiB windows, unmapped as they are done
 		{"encrypt", "--key", e.key1, "--in", in, "--out", enc, "--frame-length", "65536"},
 		{"decrypt", "--in", filepath.Join(enc, "big"+job.Suffix), "--out", dec},
 	} {
@@ -548,6 +549,7 @@ func (e *jobEnv) testBoundedMemory(t *testing.T) {
 		t.Fatalf("decrypted: %v %v", fi, err)
 	}
 	os.RemoveAll(enc)
+	os.RemoveAll(enc + "-mmap")
 	os.RemoveAll(dec)
 }
 
@@ -572,10 +574,11 @@ func (e *jobEnv) testInteropJS(t *testing.T) {
 		return nil
 	}
 	in := t.TempDir()
-	want := makeTree(t, in, 0, 5000, 70000)
-	for _, suite := range []string{"commit-key", "commit-key-ecdsa-p384"} {
+	want := makeTree(t, in, 0, 5000, 70000, 5<<20+3) // streamed, then at known positions (one window; six on two goroutines)
+	for _, suite := range []string{"commit-key", "commit-key --mmap", "commit-key-ecdsa-p384"} {
 		enc := filepath.Join(t.TempDir(), "e")
-		if code, _, errOut := e.job(t, "encrypt", "--key", e.key1, "--in", in, "--out", enc, "--suite", suite, "--context", "who=kmsd", "--quiet"); code != 0 {
+		args := []string{"encrypt", "--key", e.key1, "--in", in, "--out", enc, "--suite", strings.Fields(suite)[0], "--context", "who=kmsd", "--quiet"}
+		if code, _, errOut := e.job(t, append(args, strings.Fields(suite)[1:]...)...); code != 0 {
 			t.Fatalf("encrypt: %s", errOut)
 		}
 		for rel, sum := range want {
