@@ -61,6 +61,21 @@ func (s *Sealer) FrameLength() int { return s.frameLen }
 // Len is the message's length in bytes.
 func (s *Sealer) Len() int64 { return s.Offset(s.size) + finalOverhead + s.size%int64(s.frameLen) }
 
+// End is where, in the message, the frames of the plaintext up to end
+// (a multiple of the frame length, or the plaintext's length) end: for
+// the whole plaintext, the final frame's end, which is the message's.
+func (s *Sealer) End(end int64) int64 {
+	if end == s.size {
+		return s.Len()
+	}
+	return s.Offset(end)
+}
+
+// Batch is how much plaintext Seal seals (and checks) at a time: whole
+// frames, the Writer's batch or one frame if that is larger. A caller
+// reading or writing a batch at a time takes the same.
+func (s *Sealer) Batch() int { return max(1, batchBytes/s.frameLen) * s.frameLen }
+
 // Offset is where, in the message, the frame that starts at plaintext
 // offset off (a multiple of the frame length, at most the plaintext's
 // length) begins.
@@ -102,12 +117,8 @@ func (s *Sealer) span(msg, pt []byte, off int64, what string, wrong error) (fina
 	if off < 0 || off%fl != 0 || end > s.size || (!final && int64(len(pt))%fl != 0) {
 		return false, fmt.Errorf("%w: %s of plaintext %d to %d: not whole frames of %d of a %d-byte message", ErrFormat, what, off, end, fl, s.size)
 	}
-	n := s.Offset(end) - s.Offset(off)
-	if final {
-		n += finalOverhead + end%fl
-	}
-	if int64(len(msg)) != n {
-		return false, fmt.Errorf("%w: %s of plaintext %d to %d: %d message bytes, want %d", wrong, what, off, end, len(msg), n)
+	if n := s.End(end) - s.Offset(off); int64(len(msg)) != n {
+		return false, fmt.Errorf("%w: %s of plaintext %d to %d: %d message bytes, want %d", wrong, what, off, end, len(msg), s.End(end)-s.Offset(off))
 	}
 	return final, nil
 }
@@ -145,7 +156,7 @@ func (f *Framer) Seal(dst, pt []byte, off int64) error {
 		return err
 	}
 	seq := uint32(off/int64(f.s.frameLen)) + 1
-	per := max(1, batchBytes/f.s.frameLen) * f.s.frameLen
+	per := f.s.Batch()
 	for len(pt) > 0 || final {
 		in := pt[:min(per, len(pt))]
 		n := len(in) - len(in)%f.s.frameLen // whole frames: regular

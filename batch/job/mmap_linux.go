@@ -24,12 +24,6 @@ import (
 // newly mapped page costs about 6 us, twice what write(2) spends on it),
 // hence opt-in; see README "Bulk jobs".
 
-// mapWindow is how much plaintext (rounded down to whole frames, at
-// least one) a goroutine maps and seals at a time, with the matching
-// output; both are unmapped before the next window. Two windows in flight
-// keep a file's mapped pages to about 4 x mapWindow.
-const mapWindow = 8 << 20
-
 // reserve gives out its final size, allocated (errNoMap where the file
 // system cannot).
 func reserve(out *os.File, n int64) error {
@@ -44,21 +38,18 @@ func reserve(out *os.File, n int64) error {
 }
 
 // mappedWindow seals windows through mappings of src and out.
-func (j *Job) mappedWindow(s *esdk.Sealer, src, out *os.File, size int64) window {
-	return func(f *esdk.Framer, off, end int64) error { return j.sealMapped(s, f, src, out, off, end, size) }
+func (j *Job) mappedWindow(s *esdk.Sealer, src, out *os.File) window {
+	return func(f *esdk.Framer, off, end int64) error { return j.sealMapped(s, f, src, out, off, end) }
 }
 
 // sealMapped maps the plaintext [off, end) of src and its frames' place
 // in out (from 0 for the first window, which carries the header) and
 // seals them. A fault on either mapping (the source truncated while
 // mapped, the output's storage failing) is an error, not a crash.
-func (j *Job) sealMapped(s *esdk.Sealer, f *esdk.Framer, src, out *os.File, off, end, size int64) (err error) {
-	from, to := s.Offset(off), s.Offset(end)
+func (j *Job) sealMapped(s *esdk.Sealer, f *esdk.Framer, src, out *os.File, off, end int64) (err error) {
+	from, to := s.Offset(off), s.End(end)
 	if off == 0 {
 		from = 0
-	}
-	if end == size {
-		to = s.Len()
 	}
 	srcMap, pt, err := mapRange(src, off, end-off, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
@@ -90,14 +81,10 @@ func (j *Job) sealMapped(s *esdk.Sealer, f *esdk.Framer, src, out *os.File, off,
 	}
 	// A batch at a time: sealed into the mapping, then opened from it
 	// while it is still in the CPU's cache.
-	fl := s.FrameLength()
-	per := max(1, batchBytes/fl) * fl
+	per := s.Batch()
 	for p := 0; ; p += per {
 		q := min(p+per, len(pt))
-		a, b := s.Offset(off+int64(p))-s.Offset(off), int64(len(dst))
-		if q < len(pt) {
-			b = s.Offset(off+int64(q)) - s.Offset(off)
-		}
+		a, b := s.Offset(off+int64(p))-s.Offset(off), s.End(off+int64(q))-s.Offset(off)
 		if err := f.Seal(dst[a:b], pt[p:q], off+int64(p)); err != nil {
 			return verifyErr(err)
 		}

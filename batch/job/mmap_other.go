@@ -11,8 +11,6 @@ import (
 // Encrypting through mappings is implemented on Linux only (fallocate):
 // elsewhere Config.Mmap falls back to pread and pwrite.
 
-const mapWindow = 8 << 20
-
 func reserve(*os.File, int64) error { return errNoMap }
 
-func (j *Job) mappedWindow(*esdk.Sealer, *os.File, *os.File, int64) window { return nil }
+func (j *Job) mappedWindow(*esdk.Sealer, *os.File, *os.File) window { return nil }

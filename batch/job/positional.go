@@ -30,6 +30,12 @@ import (
 // enough that a file from parallelMin is split across both goroutines.
 const ioWindow = 1 << 20
 
+// mapWindow is how much plaintext (rounded down to whole frames, at
+// least one) a goroutine maps and seals at a time, with the matching
+// output; both are unmapped before the next window. Two windows in flight
+// keep a file's mapped pages to about 4 x mapWindow.
+const mapWindow = 8 << 20
+
 // posWorkers is how many goroutines seal one file's windows once it is
 // at least parallelMin bytes and has more than one: a large file uses two
 // cores, each doing the whole work for its windows.
@@ -60,7 +66,7 @@ func (j *Job) sealPositional(ctx context.Context, m *encMaterials, src, out *os.
 	var seal window
 	win := int64(ioWindow)
 	if j.cfg.Mmap && reserved == nil {
-		seal, win = j.mappedWindow(s, src, out, size), mapWindow
+		seal, win = j.mappedWindow(s, src, out), mapWindow
 	} else {
 		seal = j.preadWindow(s, src, out, size)
 	}
@@ -116,8 +122,7 @@ func (j *Job) sealPositional(ctx context.Context, m *encMaterials, src, out *os.
 // preadWindow seals windows with pread and pwrite, a batch at a time, and
 // (unless NoVerify) checks each batch from what reads back from out.
 func (j *Job) preadWindow(s *esdk.Sealer, src, out *os.File, size int64) window {
-	fl := s.FrameLength()
-	per := max(1, batchBytes/fl) * fl
+	per := s.Batch()
 	outLen := int(s.Offset(int64(per))-s.Offset(0)) + len(s.Header()) + 64 // room for the header and a final frame
 	return func(f *esdk.Framer, off, end int64) error {
 		if j.onWindow != nil {
@@ -133,10 +138,7 @@ func (j *Job) preadWindow(s *esdk.Sealer, src, out *os.File, size int64) window 
 				}
 				return fmt.Errorf("reading the source at %d: %w", off, err)
 			}
-			from, to := s.Offset(off), s.Offset(off+int64(len(pt)))
-			if off+int64(len(pt)) == size {
-				to = s.Len()
-			}
+			from, to := s.Offset(off), s.End(off+int64(len(pt)))
 			hdr := 0
 			if off == 0 {
 				from, hdr = 0, copy(bufs.out, s.Header())
@@ -171,10 +173,6 @@ func (j *Job) preadWindow(s *esdk.Sealer, src, out *os.File, size int64) window 
 // fallocate): windows are not mapped (a SIGBUS would come where a write
 // fails) but written with pwrite.
 var errNoMap = errors.New("job: no fallocate on the output's file system")
-
-// batchBytes is how much plaintext the pread/pwrite path reads, seals and
-// writes at a time (as the esdk Writer does).
-const batchBytes = 256 << 10
 
 // ioBufs are one goroutine's buffers on the pread/pwrite path: the
 // plaintext, the sealed frames and what reads back. Pooled: they may
