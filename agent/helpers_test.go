@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
@@ -145,10 +147,27 @@ func (ts *testServer) stop() {
 
 func (ts *testServer) newClient(id, secret string) *kms.Client {
 	return kms.New(kms.Options{
-		Region:           "us-east-1",
-		BaseEndpoint:     aws.String(ts.url),
-		Credentials:      credentials.NewStaticCredentialsProvider(id, secret, ""),
-		RetryMaxAttempts: 1,
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(ts.url),
+		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
+		Retryer:      testRetryer(),
+	})
+}
+
+// testRetryer retries nothing but a request whose connection the
+// client's own transport closed under it (net.ErrClosed, "use of closed
+// network connection": net/http reaping an idle connection as it is
+// reused, aws/aws-sdk-go-v2#2737; the SDK's default retryer retries it
+// too), once. Every answer of the server reaches the test as it came.
+func testRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 2
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			if errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "use of closed network connection") {
+				return aws.TrueTernary
+			}
+			return aws.FalseTernary
+		})}
 	})
 }
 

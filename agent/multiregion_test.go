@@ -39,10 +39,10 @@ func (rn *regionNode) start(t *testing.T) {
 	t.Helper()
 	rn.testServer = startTestServerCfg(t, rn.dir, rn.tok, Config{Region: rn.region, Now: rn.clk.Now})
 	rn.client = kms.New(kms.Options{
-		Region:           rn.region,
-		BaseEndpoint:     aws.String(rn.url),
-		Credentials:      credentials.NewStaticCredentialsProvider(rn.admin.ID, rn.admin.Secret, ""),
-		RetryMaxAttempts: 1,
+		Region:       rn.region,
+		BaseEndpoint: aws.String(rn.url),
+		Credentials:  credentials.NewStaticCredentialsProvider(rn.admin.ID, rn.admin.Secret, ""),
+		Retryer:      testRetryer(),
 	})
 }
 
