@@ -8,8 +8,11 @@
 // an ECDSA P-384 signature over everything before it. Two suites are
 // written: SuiteCommitKey (0x0478, ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
 // the default) and SuiteCommitKeyECDSAP384 (0x0578). Both are read, framed
-// or non-framed. Version 1 messages (no key commitment) are refused with
-// ErrUnsupported.
+// or non-framed. Version 1 messages (no key commitment; nine suites,
+// AES-128/192/256-GCM with no KDF, HKDF-SHA256 or HKDF-SHA384, two of them
+// signed with ECDSA P-256 or P-384) are read with Limits.AllowUncommitted
+// (the SDK's REQUIRE_ENCRYPT_ALLOW_DECRYPT policy) and refused without it
+// (ErrUncommitted); they are never written.
 //
 // The package knows nothing of KMS: the caller supplies the plaintext data
 // key (from GenerateDataKey or Decrypt of one of the header's encrypted

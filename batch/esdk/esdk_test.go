@@ -260,7 +260,7 @@ func TestLimits(t *testing.T) {
 	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader(msg)), Limits{MaxDataKeys: 2}); !errors.Is(err, ErrLimit) {
 		t.Fatalf("keys: %v", err)
 	}
-	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader([]byte{1, 0x80, 0})), Limits{}); !errors.Is(err, ErrUnsupported) {
+	if _, err := ReadHeader(bufio.NewReader(bytes.NewReader([]byte{1, 0x80, 0x01, 0x78})), Limits{}); !errors.Is(err, ErrUncommitted) {
 		t.Fatalf("v1: %v", err)
 	}
 }
@@ -275,6 +275,11 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		m.DataKey = fuzzKey
 		seeds = append(seeds, encrypt(f, m, []byte("some plaintext across frames")), encrypt(f, m, nil))
 	}
+	for _, suite := range v1Suites {
+		for _, frame := range []int{0, 16} {
+			seeds = append(seeds, encryptV1(f, suite, fuzzKey[:suite.DataKeyLen()], map[string]string{"a": "b"}, frame, []byte("some plaintext across frames")))
+		}
+	}
 	return seeds
 }
 
@@ -285,15 +290,16 @@ func FuzzReadHeader(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		lim := Limits{MaxFrameLength: 1 << 16}
+		lim := Limits{MaxFrameLength: 1 << 16, AllowUncommitted: true}
 		h, err := ReadHeader(bufio.NewReader(bytes.NewReader(b)), lim)
 		if err != nil {
 			return
 		}
-		if len(h.Raw())+tagLen > len(b) {
-			t.Fatalf("header of %d bytes from %d input bytes", len(h.Raw()), len(b))
+		n := len(h.AppendTo(nil))
+		if n > len(b) {
+			t.Fatalf("header of %d bytes from %d input bytes", n, len(b))
 		}
-		if _, err := NewReader(bufio.NewReader(bytes.NewReader(nil)), h, fuzzKey, lim); err == nil && !bytes.Equal(h.AppendTo(nil), b[:len(h.Raw())+tagLen]) {
+		if _, err := NewReader(bufio.NewReader(bytes.NewReader(nil)), h, fuzzKey[:h.Suite.DataKeyLen()], lim); err == nil && !bytes.Equal(h.AppendTo(nil), b[:n]) {
 			t.Fatal("authenticated header does not re-serialize to its input")
 		}
 	})
@@ -305,7 +311,7 @@ func FuzzBody(f *testing.F) {
 	seeds := fuzzSeeds(f)
 	headers := make([][]byte, len(seeds))
 	for i, s := range seeds {
-		h, err := ReadHeader(bufio.NewReader(bytes.NewReader(s)), Limits{})
+		h, err := ReadHeader(bufio.NewReader(bytes.NewReader(s)), Limits{AllowUncommitted: true})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -315,11 +321,11 @@ func FuzzBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		hb := headers[int(which)%len(headers)]
 		br := bufio.NewReader(bytes.NewReader(append(bytes.Clone(hb), body...)))
-		h, err := ReadHeader(br, Limits{})
+		h, err := ReadHeader(br, Limits{AllowUncommitted: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := NewReader(br, h, fuzzKey, Limits{MaxFrameLength: 1 << 16})
+		r, err := NewReader(br, h, fuzzKey[:h.Suite.DataKeyLen()], Limits{MaxFrameLength: 1 << 16, AllowUncommitted: true})
 		if err != nil {
 			t.Fatal(err)
 		}

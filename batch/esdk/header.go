@@ -2,14 +2,18 @@ package esdk
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/elliptic"
 	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"unicode/utf8"
@@ -24,11 +28,16 @@ var (
 	ErrLimit = errors.New("esdk: message exceeds a limit")
 	// ErrUnsupported: a version, suite or content type this package does not read.
 	ErrUnsupported = errors.New("esdk: unsupported message")
+	// ErrUncommitted: a version 1 message (no key commitment) read without
+	// Limits.AllowUncommitted; it is also ErrUnsupported.
+	ErrUncommitted = fmt.Errorf("%w: message format version 1 (no key commitment) refused by the commitment policy", ErrUnsupported)
 )
 
 // Suite is an algorithm suite ID.
 type Suite uint16
 
+// The suites of message format version 2 (key commitment), written and
+// read.
 const (
 	// SuiteCommitKey is ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY.
 	SuiteCommitKey Suite = 0x0478
@@ -36,17 +45,63 @@ const (
 	SuiteCommitKeyECDSAP384 Suite = 0x0578
 )
 
-// Signed reports whether messages of the suite carry an ECDSA footer.
-func (s Suite) Signed() bool { return s == SuiteCommitKeyECDSAP384 }
+// The suites of message format version 1 (no key commitment), read only
+// and only with Limits.AllowUncommitted: what the AWS Encryption SDK wrote
+// before version 2.0, or since with the FORBID_ENCRYPT_ALLOW_DECRYPT
+// commitment policy.
+const (
+	SuiteAES128GCM                    Suite = 0x0014 // ALG_AES_128_GCM_IV12_TAG16_NO_KDF
+	SuiteAES192GCM                    Suite = 0x0046 // ALG_AES_192_GCM_IV12_TAG16_NO_KDF
+	SuiteAES256GCM                    Suite = 0x0078 // ALG_AES_256_GCM_IV12_TAG16_NO_KDF
+	SuiteAES128GCMHKDFSHA256          Suite = 0x0114 // ALG_AES_128_GCM_IV12_TAG16_HKDF_SHA256
+	SuiteAES192GCMHKDFSHA256          Suite = 0x0146 // ALG_AES_192_GCM_IV12_TAG16_HKDF_SHA256
+	SuiteAES256GCMHKDFSHA256          Suite = 0x0178 // ALG_AES_256_GCM_IV12_TAG16_HKDF_SHA256
+	SuiteAES128GCMHKDFSHA256ECDSAP256 Suite = 0x0214 // ALG_AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256
+	SuiteAES192GCMHKDFSHA384ECDSAP384 Suite = 0x0346 // ALG_AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384
+	SuiteAES256GCMHKDFSHA384ECDSAP384 Suite = 0x0378 // ALG_AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384
+)
 
+// suiteInfo is what the specification's algorithm suite table says of a
+// suite.
+type suiteInfo struct {
+	name    string
+	version byte
+	keyLen  int              // the data key's length, and the message key's
+	kdf     func() hash.Hash // HKDF's hash; nil: the data key is the message key (version 1 NO_KDF)
+	curve   elliptic.Curve   // the signature's curve; nil: unsigned
+	sigHash func() hash.Hash // the signature's hash
+}
+
+var suites = map[Suite]suiteInfo{
+	SuiteCommitKey:                    {"ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY", version2, 32, sha512.New, nil, nil},
+	SuiteCommitKeyECDSAP384:           {"ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384", version2, 32, sha512.New, elliptic.P384(), sha512.New384},
+	SuiteAES128GCM:                    {"ALG_AES_128_GCM_IV12_TAG16_NO_KDF", version1, 16, nil, nil, nil},
+	SuiteAES192GCM:                    {"ALG_AES_192_GCM_IV12_TAG16_NO_KDF", version1, 24, nil, nil, nil},
+	SuiteAES256GCM:                    {"ALG_AES_256_GCM_IV12_TAG16_NO_KDF", version1, 32, nil, nil, nil},
+	SuiteAES128GCMHKDFSHA256:          {"ALG_AES_128_GCM_IV12_TAG16_HKDF_SHA256", version1, 16, sha256.New, nil, nil},
+	SuiteAES192GCMHKDFSHA256:          {"ALG_AES_192_GCM_IV12_TAG16_HKDF_SHA256", version1, 24, sha256.New, nil, nil},
+	SuiteAES256GCMHKDFSHA256:          {"ALG_AES_256_GCM_IV12_TAG16_HKDF_SHA256", version1, 32, sha256.New, nil, nil},
+	SuiteAES128GCMHKDFSHA256ECDSAP256: {"ALG_AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256", version1, 16, sha256.New, elliptic.P256(), sha256.New},
+	SuiteAES192GCMHKDFSHA384ECDSAP384: {"ALG_AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", version1, 24, sha512.New384, elliptic.P384(), sha512.New384},
+	SuiteAES256GCMHKDFSHA384ECDSAP384: {"ALG_AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", version1, 32, sha512.New384, elliptic.P384(), sha512.New384},
+}
+
+// Signed reports whether messages of the suite carry an ECDSA footer.
+func (s Suite) Signed() bool { return suites[s].curve != nil }
+
+// Committing reports whether the suite commits to its key (format
+// version 2).
+func (s Suite) Committing() bool { return suites[s].version == version2 }
+
+// DataKeyLen is the length of the suite's data key (0: not a suite).
+func (s Suite) DataKeyLen() int { return suites[s].keyLen }
+
+// valid: a suite this package writes.
 func (s Suite) valid() bool { return s == SuiteCommitKey || s == SuiteCommitKeyECDSAP384 }
 
 func (s Suite) String() string {
-	switch s {
-	case SuiteCommitKey:
-		return "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
-	case SuiteCommitKeyECDSAP384:
-		return "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"
+	if i, ok := suites[s]; ok {
+		return i.name
 	}
 	return fmt.Sprintf("suite 0x%04x", uint16(s))
 }
@@ -55,6 +110,8 @@ func (s Suite) String() string {
 const (
 	version2       = 0x02
 	version1       = 0x01
+	typeV1         = 0x80 // version 1's message type: customer authenticated encrypted data
+	messageIDLenV1 = 16
 	MessageIDLen   = 32
 	DataKeyLen     = 32
 	commitLen      = 32
@@ -83,6 +140,11 @@ type Limits struct {
 	MaxDataKeys int
 	// MaxHeaderBytes bounds the whole header. Default 1 MiB.
 	MaxHeaderBytes int
+	// AllowUncommitted reads version 1 messages (suites without key
+	// commitment), as the AWS Encryption SDK does with its
+	// REQUIRE_ENCRYPT_ALLOW_DECRYPT commitment policy; without it they are
+	// ErrUncommitted (REQUIRE_ENCRYPT_REQUIRE_DECRYPT, the SDK's default).
+	AllowUncommitted bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -112,8 +174,14 @@ type Header struct {
 	Context     map[string]string
 	DataKeys    []DataKey
 	FrameLength uint32 // 0 for a non-framed body
-	Commitment  []byte // the suite data: the commitment key
+	Commitment  []byte // the suite data: the commitment key (version 2)
 	AuthTag     []byte
+
+	// Version is the message format version: 2, or 1 (read only).
+	Version int
+	// headerIV is version 1's header authentication IV (nil: version 2's
+	// zero IV).
+	headerIV []byte
 
 	framed bool
 	// raw is the header as read (or written), without the auth tag;
@@ -207,6 +275,7 @@ func (h *Header) marshal() error {
 	b = append(b, h.Commitment...)
 	h.raw = b
 	h.framed = true
+	h.Version = version2
 	return nil
 }
 
@@ -235,20 +304,47 @@ func (h *Header) WithDataKeys(dataKey []byte, keys []DataKey) (*Header, error) {
 	n.raw = append(n.raw, edks...)
 	n.edkEnd = len(n.raw)
 	n.raw = append(n.raw, h.raw[h.edkEnd:]...)
-	n.AuthTag = aead.Seal(nil, make([]byte, ivLen), nil, n.raw)
+	n.AuthTag = aead.Seal(nil, h.authIV(), nil, n.raw)
 	return &n, nil
 }
 
-// AppendTo appends the header and its authentication tag to dst.
+// authIV is the header authentication's IV: version 1 carries it, version
+// 2's is zero.
+func (h *Header) authIV() []byte {
+	if h.headerIV != nil {
+		return h.headerIV
+	}
+	return make([]byte, ivLen)
+}
+
+// AppendTo appends the header and its authentication (version 1: IV and
+// tag; version 2: tag) to dst.
 func (h *Header) AppendTo(dst []byte) []byte {
 	dst = append(dst, h.raw...)
+	dst = append(dst, h.headerIV...)
 	return append(dst, h.AuthTag...)
 }
 
-// deriveKeys derives the message key and the commitment key.
+// deriveKeys derives the message key and (version 2) the commitment key:
+// version 2 with HKDF-SHA512 (salt: the message ID; info: suite ID ||
+// "DERIVEKEY", and "COMMITKEY"), version 1 with the suite's HKDF (no
+// salt; info: suite ID || message ID) or, for NO_KDF suites, a copy of
+// the data key.
 func deriveKeys(suite Suite, dataKey, messageID []byte) (key, commit []byte, err error) {
-	if len(dataKey) != DataKeyLen {
-		return nil, nil, fmt.Errorf("%w: data key is %d bytes, want %d", ErrFormat, len(dataKey), DataKeyLen)
+	si, ok := suites[suite]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnsupported, suite)
+	}
+	if len(dataKey) != si.keyLen {
+		return nil, nil, fmt.Errorf("%w: data key is %d bytes, want %d for %v", ErrFormat, len(dataKey), si.keyLen, suite)
+	}
+	if si.version == version1 {
+		if si.kdf == nil {
+			return bytes.Clone(dataKey), nil, nil
+		}
+		info := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(messageID)), uint16(suite))
+		key, err = hkdf.Key(si.kdf, dataKey, nil, string(append(info, messageID...)), si.keyLen)
+		return key, nil, err
 	}
 	info := binary.BigEndian.AppendUint16(make([]byte, 0, 11), uint16(suite))
 	info = append(info, "DERIVEKEY"...)
@@ -264,7 +360,7 @@ func deriveKeys(suite Suite, dataKey, messageID []byte) (key, commit []byte, err
 func newAEAD(key []byte) cipher.AEAD {
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		panic(err) // unreachable: key is always 32 bytes
+		panic(err) // unreachable: keys are 16, 24 or 32 bytes (suiteInfo.keyLen)
 	}
 	aead, err := cipher.NewGCM(block)
 	if err != nil {
@@ -273,20 +369,20 @@ func newAEAD(key []byte) cipher.AEAD {
 	return aead
 }
 
-// Open checks the key commitment and the header authentication tag with
-// dataKey and returns the message's AEAD (the derived key). The derived
-// key bytes are zeroed before it returns.
+// Open checks the key commitment (version 2) and the header
+// authentication tag with dataKey and returns the message's AEAD (the
+// derived key). The derived key bytes are zeroed before it returns.
 func (h *Header) Open(dataKey []byte) (cipher.AEAD, error) {
 	key, commit, err := deriveKeys(h.Suite, dataKey, h.MessageID)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key)
-	if subtle.ConstantTimeCompare(commit, h.Commitment) != 1 {
+	if commit != nil && subtle.ConstantTimeCompare(commit, h.Commitment) != 1 {
 		return nil, fmt.Errorf("%w: key commitment does not match the data key", ErrAuth)
 	}
 	aead := newAEAD(key)
-	if _, err := aead.Open(nil, make([]byte, ivLen), h.AuthTag, h.raw); err != nil {
+	if _, err := aead.Open(nil, h.authIV(), h.AuthTag, h.raw); err != nil {
 		return nil, fmt.Errorf("%w: header authentication tag", ErrAuth)
 	}
 	return aead, nil
@@ -331,7 +427,8 @@ func (c *countingReader) field16(field string) ([]byte, error) {
 	return c.next(n, field)
 }
 
-// ReadHeader reads a version 2 header and its authentication tag from r.
+// ReadHeader reads a header and its authentication from r: version 2,
+// or version 1 with Limits.AllowUncommitted (else ErrUncommitted).
 // It does not authenticate it (that needs the data key: Header.Open).
 // Callers that keep reading the body pass the same bufio.Reader to
 // NewReader.
@@ -346,23 +443,34 @@ func readHeader(r io.Reader, lim Limits) (*Header, error) {
 	if err != nil {
 		return nil, err
 	}
+	h := &Header{Version: int(v[0])}
+	idLen := MessageIDLen
 	switch v[0] {
 	case version2:
 	case version1:
-		return nil, fmt.Errorf("%w: message format version 1 (no key commitment)", ErrUnsupported)
+		t, err := c.next(1, "message type")
+		if err != nil {
+			return nil, err
+		}
+		if t[0] != typeV1 {
+			return nil, fmt.Errorf("%w: version 1 message type 0x%02x", ErrFormat, t[0])
+		}
+		idLen = messageIDLenV1
 	default:
 		return nil, fmt.Errorf("%w: version 0x%02x", ErrFormat, v[0])
 	}
-	h := &Header{}
 	s, err := c.u16("algorithm suite")
 	if err != nil {
 		return nil, err
 	}
 	h.Suite = Suite(s)
-	if !h.Suite.valid() {
-		return nil, fmt.Errorf("%w: %v in a version 2 message", ErrUnsupported, h.Suite)
+	if si, ok := suites[h.Suite]; !ok || si.version != v[0] {
+		return nil, fmt.Errorf("%w: %v in a version %d message", ErrUnsupported, h.Suite, v[0])
 	}
-	id, err := c.next(MessageIDLen, "message ID")
+	if v[0] == version1 && !lim.AllowUncommitted {
+		return nil, fmt.Errorf("%w (%v)", ErrUncommitted, h.Suite)
+	}
+	id, err := c.next(idLen, "message ID")
 	if err != nil {
 		return nil, err
 	}
@@ -407,6 +515,18 @@ func readHeader(r io.Reader, lim Limits) (*Header, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.Version == version1 { // reserved (4 zero bytes), IV length (1)
+		rsv, err := c.next(5, "reserved field and IV length")
+		if err != nil {
+			return nil, err
+		}
+		if binary.BigEndian.Uint32(rsv) != 0 {
+			return nil, fmt.Errorf("%w: version 1 reserved field is not zero", ErrFormat)
+		}
+		if rsv[4] != ivLen {
+			return nil, fmt.Errorf("%w: IV length %d, want %d", ErrFormat, rsv[4], ivLen)
+		}
+	}
 	fl, err := c.next(4, "frame length")
 	if err != nil {
 		return nil, err
@@ -428,13 +548,21 @@ func readHeader(r io.Reader, lim Limits) (*Header, error) {
 	default:
 		return nil, fmt.Errorf("%w: content type 0x%02x", ErrFormat, ct[0])
 	}
-	commit, err := c.next(commitLen, "algorithm suite data")
-	if err != nil {
-		return nil, err
+	h.MessageID = append([]byte(nil), id...)
+	if h.Version == version2 {
+		commit, err := c.next(commitLen, "algorithm suite data")
+		if err != nil {
+			return nil, err
+		}
+		h.Commitment = append([]byte(nil), commit...)
 	}
 	h.raw = c.buf
-	h.MessageID = append([]byte(nil), id...)
-	h.Commitment = append([]byte(nil), commit...)
+	if h.Version == version1 {
+		h.headerIV = make([]byte, ivLen)
+		if _, err := io.ReadFull(r, h.headerIV); err != nil {
+			return nil, fmt.Errorf("%w: truncated at header authentication IV", ErrFormat)
+		}
+	}
 	tag := make([]byte, tagLen)
 	if _, err := io.ReadFull(r, tag); err != nil {
 		return nil, fmt.Errorf("%w: truncated at header authentication tag", ErrFormat)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/cipher"
 	"crypto/ecdsa"
-	"crypto/sha512"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -62,11 +61,13 @@ func newReader(r source, h *Header, dataKey []byte, lim Limits) (*Reader, error)
 		if !ok {
 			return nil, fmt.Errorf("%w: signed suite without a %s context entry", ErrFormat, PublicKeyContextKey)
 		}
-		if rd.pub, err = parsePublicKey(v); err != nil {
+		si := suites[h.Suite]
+		if rd.pub, err = parsePublicKey(si.curve, v); err != nil {
 			return nil, err
 		}
-		rd.sig = sha512.New384()
+		rd.sig = si.sigHash()
 		rd.sig.Write(h.raw)
+		rd.sig.Write(h.headerIV)
 		rd.sig.Write(h.AuthTag)
 	}
 	return rd, nil

@@ -43,21 +43,23 @@ func (k *SigningKey) PublicKey() string {
 	return base64.StdEncoding.EncodeToString(c)
 }
 
-// parsePublicKey decodes an aws-crypto-public-key value.
-func parsePublicKey(s string) (*ecdsa.PublicKey, error) {
+// parsePublicKey decodes an aws-crypto-public-key value: a compressed
+// point of curve (P-384, or P-256 for a version 1 suite).
+func parsePublicKey(curve elliptic.Curve, s string) (*ecdsa.PublicKey, error) {
 	c, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not base64", ErrFormat, PublicKeyContextKey)
 	}
-	x, y := elliptic.UnmarshalCompressed(elliptic.P384(), c)
+	x, y := elliptic.UnmarshalCompressed(curve, c)
 	if x == nil {
-		return nil, fmt.Errorf("%w: %s is not a compressed P-384 point", ErrFormat, PublicKeyContextKey)
+		return nil, fmt.Errorf("%w: %s is not a compressed %s point", ErrFormat, PublicKeyContextKey, curve.Params().Name)
 	}
-	u := make([]byte, 97)
+	n := (curve.Params().BitSize + 7) / 8
+	u := make([]byte, 1+2*n)
 	u[0] = 4
-	x.FillBytes(u[1:49])
-	y.FillBytes(u[49:])
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P384(), u)
+	x.FillBytes(u[1 : 1+n])
+	y.FillBytes(u[1+n:])
+	pub, err := ecdsa.ParseUncompressedPublicKey(curve, u)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, PublicKeyContextKey, err)
 	}

@@ -49,10 +49,10 @@ func (c contextFlag) Set(s string) error {
 }
 
 type jobFlags struct {
-	endpoints, key, in, out, suite, region, sync string
-	cfg                                          job.Config
-	json, quiet                                  bool
-	retries                                      int
+	endpoints, key, in, out, suite, region, sync, policy string
+	cfg                                                  job.Config
+	json, quiet                                          bool
+	retries                                              int
 }
 
 func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
@@ -67,6 +67,7 @@ func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.out, "out", "", "output directory, or - for stdout")
 	fs.Var(contextFlag(f.cfg.Context), "context", "encryption context pair k=v (repeat); decrypt and reencrypt require these pairs")
 	fs.StringVar(&f.suite, "suite", "commit-key", "algorithm suite: commit-key (0x0478) or commit-key-ecdsa-p384 (0x0578)")
+	fs.StringVar(&f.policy, "commitment-policy", "require-encrypt-require-decrypt", "the AWS Encryption SDK's commitment policy: require-encrypt-require-decrypt reads key-committing (version 2) messages only; require-encrypt-allow-decrypt also reads version 1 messages (no key commitment: what the SDK wrote before 2.0). Messages written are always key-committing")
 	fs.IntVar(&f.cfg.FrameLength, "frame-length", esdk.DefaultFrameLength, "frame length in bytes")
 	fs.IntVar(&f.cfg.Workers, "workers", 0, "parallel files (default max(4, 2*GOMAXPROCS))")
 	fs.BoolVar(&f.cfg.Cache.Disabled, "no-cache", false, "a fresh data key for every file")
@@ -133,6 +134,17 @@ func runJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kmsd job: --suite %q: want commit-key or commit-key-ecdsa-p384\n", f.suite)
 		return 2
 	}
+	switch f.policy {
+	case "require-encrypt-require-decrypt":
+	case "require-encrypt-allow-decrypt":
+		f.cfg.Limits.AllowUncommitted = true
+	case "forbid-encrypt-allow-decrypt":
+		fmt.Fprintln(stderr, "kmsd job: --commitment-policy forbid-encrypt-allow-decrypt: the job writes key-committing messages only (require-encrypt-allow-decrypt reads version 1 messages)")
+		return 2
+	default:
+		fmt.Fprintf(stderr, "kmsd job: --commitment-policy %q: want require-encrypt-require-decrypt or require-encrypt-allow-decrypt\n", f.policy)
+		return 2
+	}
 	switch f.sync {
 	case "batch":
 		f.cfg.Sync = job.SyncBatch
@@ -180,8 +192,13 @@ func runJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kmsd job: %v\n", err)
 		return 2
 	}
+	uncommitted := false
 	for _, fl := range s.Failures {
 		fmt.Fprintf(stderr, "kmsd job: FAILED %s: %s\n", fl.Path, fl.Error)
+		uncommitted = uncommitted || strings.Contains(fl.Error, esdk.ErrUncommitted.Error())
+	}
+	if uncommitted {
+		fmt.Fprintln(stderr, "kmsd job: version 1 messages (no key commitment) are read with --commitment-policy require-encrypt-allow-decrypt")
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kmsd job: %v\n", err)

@@ -607,4 +607,42 @@ func (e *jobEnv) testInteropJS(t *testing.T) {
 		}
 		sameSums(t, "JS "+suite, treeSums(t, dec, func(s string) string { return s }), want)
 	}
+	// Version 1 messages (no key commitment), one per suite, as the SDK
+	// writes them with FORBID_ENCRYPT_ALLOW_DECRYPT: refused by the default
+	// commitment policy (the file named, a hint), read with
+	// require-encrypt-allow-decrypt; re-wrapped (unsigned suites), they
+	// stay version 1 and the SDK reads them.
+	v1In := t.TempDir()
+	src := filepath.Join(in, "f002") // 70000 bytes: 69 frames of 1024
+	wantV1 := map[string][32]byte{}
+	for _, suite := range []string{"0x0014", "0x0046", "0x0078", "0x0114", "0x0146", "0x0178", "0x0214", "0x0346", "0x0378"} {
+		if err := node("encrypt-v1", src, filepath.Join(v1In, suite+job.Suffix), suite, "1024", "who=js"); err != nil {
+			t.Fatalf("JS encrypt %s (version 1): %v", suite, err)
+		}
+		wantV1[suite] = want["f002"]
+	}
+	dec := filepath.Join(t.TempDir(), "d")
+	code, _, errOut := e.job(t, "decrypt", "--in", v1In, "--out", dec, "--context", "who=js", "--quiet")
+	if code != 1 || strings.Count(errOut, "FAILED") != 9 || !strings.Contains(errOut, "no key commitment") || !strings.Contains(errOut, "--commitment-policy require-encrypt-allow-decrypt") {
+		t.Fatalf("version 1 messages under the default policy: exit %d\n%s", code, errOut)
+	}
+	dec = filepath.Join(t.TempDir(), "d")
+	if code, _, errOut := e.job(t, "decrypt", "--in", v1In, "--out", dec, "--context", "who=js", "--commitment-policy", "require-encrypt-allow-decrypt", "--quiet"); code != 0 {
+		t.Fatalf("decrypt of JS version 1 messages: %s", errOut)
+	}
+	sameSums(t, "JS version 1", treeSums(t, dec, func(s string) string { return s }), wantV1)
+	re := filepath.Join(t.TempDir(), "r")
+	code, _, errOut = e.job(t, "reencrypt", "--key", e.key1, "--in", v1In, "--out", re, "--context", "who=js", "--commitment-policy", "require-encrypt-allow-decrypt", "--quiet")
+	if code != 1 || strings.Count(errOut, "FAILED") != 3 || strings.Count(errOut, "signed message") != 3 {
+		t.Fatalf("re-wrap of version 1 messages: exit %d (want 1: the 3 signed ones fail)\n%s", code, errOut)
+	}
+	for _, suite := range []string{"0x0014", "0x0046", "0x0078", "0x0114", "0x0146", "0x0178"} {
+		out := filepath.Join(t.TempDir(), "pt")
+		if err := node("decrypt-v1", filepath.Join(re, suite+job.Suffix), out, "who=js"); err != nil {
+			t.Fatalf("JS decrypt of the re-wrapped %s: %v", suite, err)
+		}
+		if b, _ := os.ReadFile(out); sha256.Sum256(b) != want["f002"] {
+			t.Fatalf("JS decrypted the re-wrapped %s differently", suite)
+		}
+	}
 }

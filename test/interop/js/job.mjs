@@ -4,6 +4,9 @@
 //
 //   node job.mjs decrypt IN OUT [k=v ...]   IN: a message; OUT: plaintext; the pairs must be in its context
 //   node job.mjs encrypt IN OUT SUITE FRAME [k=v ...]   SUITE: 0x0478 or 0x0578
+//   node job.mjs encrypt-v1 IN OUT SUITE FRAME [k=v ...]   a version 1 message (no key commitment,
+//       FORBID_ENCRYPT_ALLOW_DECRYPT); SUITE: 0x0014 ... 0x0378
+//   node job.mjs decrypt-v1 IN OUT [k=v ...]   decrypt allowing version 1 (REQUIRE_ENCRYPT_ALLOW_DECRYPT)
 //
 // Env: KMSD_URL, KMSD_KEY_ARN, AWS_SHARED_CREDENTIALS_FILE (or AWS_* keys).
 // Exits non-zero with the SDK's error on failure.
@@ -13,14 +16,18 @@ import { KMS } from '@aws-sdk/client-kms'
 
 const url = process.env.KMSD_URL
 const keyArn = process.env.KMSD_KEY_ARN
-const [mode, inPath, outPath, ...rest] = process.argv.slice(2)
+const [modeArg, inPath, outPath, ...rest] = process.argv.slice(2)
+const v1 = (modeArg || '').endsWith('-v1')
+const mode = v1 ? modeArg.slice(0, -3) : modeArg
 if (!url || !keyArn || !mode || !inPath || !outPath) {
   console.error('usage: KMSD_URL=... KMSD_KEY_ARN=... node job.mjs decrypt|encrypt IN OUT ...')
   process.exit(2)
 }
 const clientProvider = (region) => getClient(KMS, { endpoint: url, maxAttempts: 1 })(region)
 const keyring = new KmsKeyringNode({ generatorKeyId: keyArn, clientProvider })
-const { encrypt, decrypt } = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+const policy = !v1 ? CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+  : mode === 'encrypt' ? CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT : CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT
+const { encrypt, decrypt } = buildClient(policy)
 const pairs = (list) => Object.fromEntries(list.map((kv) => kv.split('=', 2)))
 
 try {
@@ -42,6 +49,6 @@ try {
     throw new Error(`unknown mode ${mode}`)
   }
 } catch (e) {
-  console.error(`job.mjs ${mode}: ${e && e.stack || e}`)
+  console.error(`job.mjs ${modeArg}: ${e && e.stack || e}`)
   process.exit(1)
 }
