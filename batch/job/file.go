@@ -21,11 +21,18 @@ const ioBuf = 256 << 10
 
 // newMaterials asks KMS for a data key under the job's key.
 func (j *Job) newMaterials(ctx context.Context) (*encMaterials, error) {
-	m := &encMaterials{ec: maps.Clone(j.cfg.Context)}
+	return j.newMaterialsFor(ctx, j.cfg.Context, j.cfg.Suite)
+}
+
+// newMaterialsFor asks KMS for a data key under the job's key for a
+// message of the suite with the encryption context ec (to which a signed
+// suite adds its public key).
+func (j *Job) newMaterialsFor(ctx context.Context, ec map[string]string, suite esdk.Suite) (*encMaterials, error) {
+	m := &encMaterials{ec: maps.Clone(ec)}
 	if m.ec == nil {
 		m.ec = map[string]string{}
 	}
-	if j.cfg.Suite.Signed() {
+	if suite.Signed() {
 		sk, err := esdk.NewSigningKey()
 		if err != nil {
 			return nil, err
@@ -99,10 +106,12 @@ func cacheKey(edk esdk.DataKey, ec map[string]string) string {
 
 // openDataKey decrypts the first usable aws-kms data key of h (and, for
 // re-wrap, re-wraps it to the job's key). The caller zeroes dk.
-func (j *Job) openDataKey(ctx context.Context, h *esdk.Header, rewrap bool) (dk []byte, newEDK esdk.DataKey, err error) {
+// With anyKey, any aws-kms data key is tried (re-wrap and re-encryption:
+// --key names the destination).
+func (j *Job) openDataKey(ctx context.Context, h *esdk.Header, rewrap, anyKey bool) (dk []byte, newEDK esdk.DataKey, err error) {
 	filter := j.cfg.KeyID
-	if rewrap {
-		filter = "" // --key names the destination
+	if rewrap || anyKey {
+		filter = ""
 	}
 	var last error
 	tried := 0
@@ -250,13 +259,14 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 	bw := getWriter(out)
 	defer putWriter(bw)
 	var verify func(out *os.File) error
+	resealed := false
 	switch j.cfg.Mode {
 	case Encrypt:
 		verify, err = j.encryptFile(ctx, f, src, out, t) // whole batches of frames, or mappings: no bufio
 	case Decrypt:
 		err = j.decryptStream(ctx, src, bw)
 	case ReEncrypt:
-		verify, err = j.rewrapStream(ctx, src, bw)
+		verify, err = j.rewrapStream(ctx, src, bw, &resealed)
 	}
 	if verify != nil {
 		defer verify(nil) // zeroes the key copy it holds, whatever happens
@@ -297,6 +307,9 @@ func (j *Job) file(ctx context.Context, t task) (int64, error) {
 		return 0, err
 	}
 	ok = true
+	if resealed {
+		j.resealed.Add(1)
+	}
 	return n, nil
 }
 
@@ -492,7 +505,7 @@ func (j *Job) decryptStream(ctx context.Context, src io.Reader, w io.Writer) err
 	if err := j.checkContext(h); err != nil {
 		return err
 	}
-	dk, _, err := j.openDataKey(ctx, h, false)
+	dk, _, err := j.openDataKey(ctx, h, false, false)
 	if err != nil {
 		return err
 	}
@@ -506,8 +519,9 @@ func (j *Job) decryptStream(ctx context.Context, src io.Reader, w io.Writer) err
 }
 
 // rewrapStream writes src with its data keys replaced by one wrapped by
-// the job's key; the body is copied unchanged.
-func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (func(*os.File) error, error) {
+// the job's key; the body is copied unchanged. A signed message is
+// re-encrypted instead (reencryptSigned), and *resealed set.
+func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer, resealed *bool) (func(*os.File) error, error) {
 	br := getReader(src)
 	defer putReader(br)
 	h, err := esdk.ReadHeader(br, j.cfg.Limits)
@@ -518,9 +532,10 @@ func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (fun
 		return nil, err
 	}
 	if h.Suite.Signed() {
-		return nil, fmt.Errorf("%w: a signed message (%v) cannot be re-wrapped: its signature covers the header; decrypt and encrypt it again", esdk.ErrUnsupported, h.Suite)
+		*resealed = true
+		return j.reencryptSigned(ctx, br, h, w)
 	}
-	dk, newEDK, err := j.openDataKey(ctx, h, true)
+	dk, newEDK, err := j.openDataKey(ctx, h, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -536,4 +551,50 @@ func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer) (fun
 		return nil, err
 	}
 	return j.verifier(dk), nil
+}
+
+// reencryptSigned re-wraps a signed message the only way there is:
+// its signature covers the header and its signing key is gone, so the
+// data keys cannot be swapped. It is decrypted (every frame
+// authenticated, then the signature) and encrypted again under a new data
+// key of the job's key: the same encryption context (with a new
+// aws-crypto-public-key), the same frame length (non-framed: the
+// default), the signed suite of version 2 (a version 1 message comes out
+// key-committing). The output is only renamed once the source's signature
+// verified, and the returned check decrypts it with the new data key.
+func (j *Job) reencryptSigned(ctx context.Context, br *bufio.Reader, h *esdk.Header, w io.Writer) (func(*os.File) error, error) {
+	dk, _, err := j.openDataKey(ctx, h, false, true)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dk)
+	r, err := esdk.NewReader(br, h, dk, j.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	ec := maps.Clone(h.Context)
+	delete(ec, esdk.PublicKeyContextKey)
+	m, err := j.newMaterialsFor(ctx, ec, esdk.SuiteCommitKeyECDSAP384)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(m.dataKey)
+	frame := int(h.FrameLength)
+	if frame == 0 {
+		frame = esdk.DefaultFrameLength
+	}
+	em := m.esdk(frame, esdk.SuiteCommitKeyECDSAP384)
+	em.Verify = !j.cfg.NoVerify
+	ew, err := esdk.NewWriter(w, em)
+	if err != nil {
+		return nil, err
+	}
+	defer ew.Abort()
+	if _, err := ew.ReadFrom(r); err != nil {
+		return nil, verifyErr(err)
+	}
+	if err := ew.Close(); err != nil {
+		return nil, verifyErr(err)
+	}
+	return j.verifier(m.dataKey), nil
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kmsd/kmsd/batch/esdk"
@@ -184,18 +185,21 @@ type Failure struct {
 
 // Summary is what a job did.
 type Summary struct {
-	Mode        string           `json:"mode"`
-	Files       int64            `json:"files"`
-	Succeeded   int64            `json:"succeeded"`
-	Failed      int64            `json:"failed"`
-	Skipped     int64            `json:"skipped"` // done in an earlier run (--resume)
-	Bytes       int64            `json:"bytes"`   // input bytes of succeeded files
-	OutBytes    int64            `json:"out_bytes"`
-	Duration    time.Duration    `json:"-"`
-	Seconds     float64          `json:"duration_seconds"`
-	KMSCalls    map[string]int64 `json:"kms_calls"`
-	Interrupted bool             `json:"interrupted,omitempty"`
-	Failures    []Failure        `json:"failures"`
+	Mode      string           `json:"mode"`
+	Files     int64            `json:"files"`
+	Succeeded int64            `json:"succeeded"`
+	Failed    int64            `json:"failed"`
+	Skipped   int64            `json:"skipped"` // done in an earlier run (--resume)
+	Bytes     int64            `json:"bytes"`   // input bytes of succeeded files
+	OutBytes  int64            `json:"out_bytes"`
+	Duration  time.Duration    `json:"-"`
+	Seconds   float64          `json:"duration_seconds"`
+	KMSCalls  map[string]int64 `json:"kms_calls"`
+	// Resealed counts re-wrapped signed messages, which are decrypted and
+	// encrypted again (their body changes; reencryptSigned).
+	Resealed    int64     `json:"resealed_signed,omitempty"`
+	Interrupted bool      `json:"interrupted,omitempty"`
+	Failures    []Failure `json:"failures"`
 }
 
 // OK reports whether every file succeeded and the job ran to the end.
@@ -215,9 +219,11 @@ type Job struct {
 	cfg   Config
 	kms   *client
 	calls kmsCalls
-	enc   *encCache
-	dec   *decCache
-	dirs  sync.Map // output directories made
+	// resealed counts signed messages re-encrypted by a re-wrap.
+	resealed atomic.Int64
+	enc      *encCache
+	dec      *decCache
+	dirs     sync.Map // output directories made
 
 	posMin   int64           // files from this size are encrypted at known positions
 	onWindow func(off int64) // tests: called as a window from plaintext offset off starts (once mapped)
@@ -247,6 +253,7 @@ func (j *Job) summary(s *Summary, start time.Time) {
 		"ReEncrypt":       j.calls.reencrypt.Load(),
 		"retries":         j.calls.retries.Load(),
 	}
+	s.Resealed = j.resealed.Load()
 	sort.Slice(s.Failures, func(a, b int) bool { return s.Failures[a].Path < s.Failures[b].Path })
 	j.enc.close()
 	j.dec.close()
@@ -471,6 +478,7 @@ func (j *Job) Stream(ctx context.Context, r io.Reader, w io.Writer) (*Summary, e
 	bw := bufio.NewWriterSize(w, ioBuf)
 	cw := &countWriter{w: bw}
 	var err error
+	var resealed bool
 	switch j.cfg.Mode {
 	case Encrypt:
 		var verify func(*os.File) error
@@ -482,7 +490,7 @@ func (j *Job) Stream(ctx context.Context, r io.Reader, w io.Writer) (*Summary, e
 		err = j.decryptStream(ctx, cr, cw)
 	case ReEncrypt:
 		var verify func(*os.File) error
-		verify, err = j.rewrapStream(ctx, cr, cw)
+		verify, err = j.rewrapStream(ctx, cr, cw, &resealed)
 		if verify != nil {
 			verify(nil)
 		}
@@ -496,6 +504,9 @@ func (j *Job) Stream(ctx context.Context, r io.Reader, w io.Writer) (*Summary, e
 	} else {
 		s.Succeeded = 1
 		s.Bytes = cr.n
+		if resealed {
+			j.resealed.Add(1)
+		}
 	}
 	s.OutBytes = cw.n
 	j.summary(s, start)

@@ -210,6 +210,9 @@ func runJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stderr, "kmsd job %s: %d files, %d succeeded, %d failed, %d skipped, %d bytes in %.2fs; KMS calls %v\n",
 			s.Mode, s.Files, s.Succeeded, s.Failed, s.Skipped, s.Bytes, s.Seconds, s.KMSCalls)
+		if s.Resealed > 0 {
+			fmt.Fprintf(stderr, "kmsd job: %d signed messages were re-encrypted (a signature covers the header: a new data key, a new signing key, a new body)\n", s.Resealed)
+		}
 	}
 	switch {
 	case s.Interrupted:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/kmsd/kmsd/batch/esdk"
 	"github.com/kmsd/kmsd/batch/job"
 	"github.com/kmsd/kmsd/internal/kmsdproc"
 )
@@ -252,7 +254,7 @@ func (e *jobEnv) testReEncrypt(t *testing.T) {
 // the file and exit 1; other files still succeed unless --fail-fast.
 func (e *jobEnv) testFailures(t *testing.T) {
 	in, enc := t.TempDir(), filepath.Join(t.TempDir(), "e")
-	makeTree(t, in, 3000, 3000, 3000)
+	want := makeTree(t, in, 3000, 3000, 3000)
 	if code, _, errOut := e.job(t, "encrypt", "--key", e.key1, "--in", in, "--out", enc, "--context", "app=x", "--quiet"); code != 0 {
 		t.Fatalf("encrypt: %s", errOut)
 	}
@@ -298,14 +300,46 @@ func (e *jobEnv) testFailures(t *testing.T) {
 		t.Fatalf("no --key: exit %d", code)
 	}
 
-	// A signed message cannot be re-wrapped: the file fails and says why.
-	signed := filepath.Join(t.TempDir(), "s")
-	if code, _, errOut := e.job(t, "encrypt", "--key", e.key1, "--in", filepath.Join(in, "f000"), "--out", signed, "--suite", "commit-key-ecdsa-p384", "--quiet"); code != 0 {
+	// A signed message cannot be re-wrapped (its signature covers the
+	// header): re-wrap re-encrypts it under a new data key of the new key,
+	// with the same context and frame length and a new signing key, and
+	// says so in the summary; a tampered one fails and leaves no output.
+	signed, resigned := filepath.Join(t.TempDir(), "s"), filepath.Join(t.TempDir(), "r")
+	if code, _, errOut := e.job(t, "encrypt", "--key", e.key1, "--in", filepath.Join(in, "f002"), "--out", signed, "--suite", "commit-key-ecdsa-p384", "--frame-length", "1024", "--context", "who=me", "--quiet"); code != 0 {
 		t.Fatalf("signed encrypt: %s", errOut)
 	}
-	code, _, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", signed, "--out", t.TempDir(), "--quiet")
-	if code != 1 || !strings.Contains(errOut, "f000"+job.Suffix+": esdk: unsupported message: a signed message") {
+	code, out, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", signed, "--out", resigned, "--json", "--quiet")
+	if code != 0 {
 		t.Fatalf("re-wrap of a signed message: exit %d\n%s", code, errOut)
+	}
+	if s := decodeSummary(t, out); s.Succeeded != 1 || s.Resealed != 1 || s.KMSCalls["GenerateDataKey"] != 1 || s.KMSCalls["ReEncrypt"] != 0 {
+		t.Fatalf("re-wrap of a signed message: summary %+v", s)
+	}
+	a, _ := os.ReadFile(filepath.Join(signed, "f002"+job.Suffix))
+	b, _ = os.ReadFile(filepath.Join(resigned, "f002"+job.Suffix))
+	if !bytes.Contains(b, []byte(e.key2)) || bytes.Contains(b, []byte(e.key1)) || bytes.Equal(a[len(a)-200:], b[len(b)-200:]) {
+		t.Fatal("the re-encrypted signed message does not name only key2, or its end did not change")
+	}
+	h, err := esdk.ReadHeader(bufio.NewReader(bytes.NewReader(b)), esdk.Limits{})
+	if err != nil || h.Suite != esdk.SuiteCommitKeyECDSAP384 || h.FrameLength != 1024 || h.Context["who"] != "me" {
+		t.Fatalf("re-encrypted header: %v %+v", err, h)
+	}
+	dec := filepath.Join(t.TempDir(), "d")
+	if code, _, errOut := e.job(t, "decrypt", "--key", e.key2, "--in", resigned, "--out", dec, "--context", "who=me", "--quiet"); code != 0 {
+		t.Fatalf("decrypt of the re-encrypted signed message: %s", errOut)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dec, "f002")); sha256.Sum256(got) != want["f002"] {
+		t.Fatal("the re-encrypted signed message decrypts differently")
+	}
+	a[len(a)-300] ^= 1 // in the last frame: caught by its tag, or the signature
+	os.WriteFile(filepath.Join(signed, "f002"+job.Suffix), a, 0o644)
+	bad := filepath.Join(t.TempDir(), "b")
+	code, _, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", signed, "--out", bad, "--quiet")
+	if code != 1 || !strings.Contains(errOut, "FAILED") {
+		t.Fatalf("re-wrap of a tampered signed message: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(bad, "f002"+job.Suffix)); !os.IsNotExist(err) {
+		t.Fatalf("a tampered signed message left an output: %v", err)
 	}
 }
 
@@ -610,8 +644,9 @@ func (e *jobEnv) testInteropJS(t *testing.T) {
 	// Version 1 messages (no key commitment), one per suite, as the SDK
 	// writes them with FORBID_ENCRYPT_ALLOW_DECRYPT: refused by the default
 	// commitment policy (the file named, a hint), read with
-	// require-encrypt-allow-decrypt; re-wrapped (unsigned suites), they
-	// stay version 1 and the SDK reads them.
+	// require-encrypt-allow-decrypt; re-wrapped, the unsigned ones stay
+	// version 1, the signed ones are re-encrypted (version 2, signed), and
+	// the SDK reads them all.
 	v1In := t.TempDir()
 	src := filepath.Join(in, "f002") // 70000 bytes: 69 frames of 1024
 	wantV1 := map[string][32]byte{}
@@ -632,11 +667,14 @@ func (e *jobEnv) testInteropJS(t *testing.T) {
 	}
 	sameSums(t, "JS version 1", treeSums(t, dec, func(s string) string { return s }), wantV1)
 	re := filepath.Join(t.TempDir(), "r")
-	code, _, errOut = e.job(t, "reencrypt", "--key", e.key1, "--in", v1In, "--out", re, "--context", "who=js", "--commitment-policy", "require-encrypt-allow-decrypt", "--quiet")
-	if code != 1 || strings.Count(errOut, "FAILED") != 3 || strings.Count(errOut, "signed message") != 3 {
-		t.Fatalf("re-wrap of version 1 messages: exit %d (want 1: the 3 signed ones fail)\n%s", code, errOut)
+	code, stdout, errOut := e.job(t, "reencrypt", "--key", e.key1, "--in", v1In, "--out", re, "--context", "who=js", "--commitment-policy", "require-encrypt-allow-decrypt", "--json", "--quiet")
+	if code != 0 {
+		t.Fatalf("re-wrap of version 1 messages: exit %d\n%s", code, errOut)
 	}
-	for _, suite := range []string{"0x0014", "0x0046", "0x0078", "0x0114", "0x0146", "0x0178"} {
+	if s := decodeSummary(t, stdout); s.Succeeded != 9 || s.Resealed != 3 {
+		t.Fatalf("re-wrap of version 1 messages: %+v (want the 3 signed ones re-encrypted)", s)
+	}
+	for suite := range wantV1 {
 		out := filepath.Join(t.TempDir(), "pt")
 		if err := node("decrypt-v1", filepath.Join(re, suite+job.Suffix), out, "who=js"); err != nil {
 			t.Fatalf("JS decrypt of the re-wrapped %s: %v", suite, err)
