@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"crypto/elliptic"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -285,6 +286,15 @@ func (h *Header) marshal() error {
 // is how a message is re-wrapped to another KMS key without touching the
 // body. A signed message cannot be re-wrapped (its signature covers the
 // header): ErrUnsupported.
+//
+// The new header tag is made under the message key of h, which the body
+// keeps. A version 1 header carries its IV, and the copy gets a fresh
+// random one. Version 2 fixes the header IV at zero, so h's tag and the
+// copy's are two GCM tags under one key and nonce over different headers:
+// whoever holds both messages can recover that message key's GHASH key
+// and forge frames of either. Callers that cannot keep the original as
+// safe as the data must re-encrypt the body instead (a new message ID,
+// hence a new key).
 func (h *Header) WithDataKeys(dataKey []byte, keys []DataKey) (*Header, error) {
 	if h.Suite.Signed() {
 		return nil, fmt.Errorf("%w: a signed message (%v) cannot be re-wrapped: its signature covers the header", ErrUnsupported, h.Suite)
@@ -304,8 +314,22 @@ func (h *Header) WithDataKeys(dataKey []byte, keys []DataKey) (*Header, error) {
 	n.raw = append(n.raw, edks...)
 	n.edkEnd = len(n.raw)
 	n.raw = append(n.raw, h.raw[h.edkEnd:]...)
-	n.AuthTag = aead.Seal(nil, h.authIV(), nil, n.raw)
+	if h.headerIV != nil {
+		n.headerIV = freshHeaderIV()
+	}
+	n.AuthTag = aead.Seal(nil, n.authIV(), nil, n.raw)
 	return &n, nil
+}
+
+// freshHeaderIV is a random version 1 header IV whose first 8 bytes are
+// not all zero, so it is none of the frames' IVs (8 zero bytes and the
+// sequence number).
+func freshHeaderIV() []byte {
+	iv := make([]byte, ivLen)
+	for binary.BigEndian.Uint64(iv) == 0 {
+		rand.Read(iv)
+	}
+	return iv
 }
 
 // authIV is the header authentication's IV: version 1 carries it, version

@@ -531,9 +531,9 @@ func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer, rese
 	if err := j.checkContext(h); err != nil {
 		return nil, err
 	}
-	if h.Suite.Signed() {
+	if h.Suite.Signed() || j.cfg.Reseal {
 		*resealed = true
-		return j.reencryptSigned(ctx, br, h, w)
+		return j.reseal(ctx, br, h, w)
 	}
 	dk, newEDK, err := j.openDataKey(ctx, h, true, true)
 	if err != nil {
@@ -553,16 +553,20 @@ func (j *Job) rewrapStream(ctx context.Context, src io.Reader, w io.Writer, rese
 	return j.verifier(dk), nil
 }
 
-// reencryptSigned re-wraps a signed message the only way there is:
-// its signature covers the header and its signing key is gone, so the
-// data keys cannot be swapped. It is decrypted (every frame
-// authenticated, then the signature) and encrypted again under a new data
-// key of the job's key: the same encryption context (with a new
+// reseal re-wraps a message by re-encrypting it: the only way for a
+// signed message (its signature covers the header and its signing key is
+// gone, so the data keys cannot be swapped), and for any message with
+// Config.Reseal (a header-only re-wrap of a version 2 message leaves two
+// header tags under one key and nonce, see esdk Header.WithDataKeys). It
+// is decrypted (every frame authenticated, then the signature) and
+// encrypted again under a new data key of the job's key, with a new
+// message ID: the same encryption context (a signed message gets a new
 // aws-crypto-public-key), the same frame length (non-framed: the
-// default), the signed suite of version 2 (a version 1 message comes out
-// key-committing). The output is only renamed once the source's signature
-// verified, and the returned check decrypts it with the new data key.
-func (j *Job) reencryptSigned(ctx context.Context, br *bufio.Reader, h *esdk.Header, w io.Writer) (func(*os.File) error, error) {
+// default), suite 0x0578 if it was signed, else 0x0478 (a version 1
+// message comes out key-committing). The output is only renamed once the
+// source verified to its end, and the returned check decrypts it with the
+// new data key.
+func (j *Job) reseal(ctx context.Context, br *bufio.Reader, h *esdk.Header, w io.Writer) (func(*os.File) error, error) {
 	dk, _, err := j.openDataKey(ctx, h, false, true)
 	if err != nil {
 		return nil, err
@@ -573,8 +577,12 @@ func (j *Job) reencryptSigned(ctx context.Context, br *bufio.Reader, h *esdk.Hea
 		return nil, err
 	}
 	ec := maps.Clone(h.Context)
-	delete(ec, esdk.PublicKeyContextKey)
-	m, err := j.newMaterialsFor(ctx, ec, esdk.SuiteCommitKeyECDSAP384)
+	suite := esdk.SuiteCommitKey
+	if h.Suite.Signed() {
+		delete(ec, esdk.PublicKeyContextKey)
+		suite = esdk.SuiteCommitKeyECDSAP384
+	}
+	m, err := j.newMaterialsFor(ctx, ec, suite)
 	if err != nil {
 		return nil, err
 	}
@@ -583,7 +591,7 @@ func (j *Job) reencryptSigned(ctx context.Context, br *bufio.Reader, h *esdk.Hea
 	if frame == 0 {
 		frame = esdk.DefaultFrameLength
 	}
-	em := m.esdk(frame, esdk.SuiteCommitKeyECDSAP384)
+	em := m.esdk(frame, suite)
 	em.Verify = !j.cfg.NoVerify
 	ew, err := esdk.NewWriter(w, em)
 	if err != nil {

@@ -102,6 +102,10 @@ type Config struct {
 	// NoVerify skips reading outputs back before the rename (encrypt and
 	// re-wrap; a decrypt output is always authenticated end to end).
 	NoVerify bool
+	// Reseal makes a re-wrap re-encrypt every message under a new data key
+	// (a new body) instead of replacing its header's data keys; signed
+	// messages are re-encrypted either way.
+	Reseal bool
 	// Mmap encrypts regular files (from 64 KiB, unsigned suite) through
 	// memory mappings of the source and the output (Linux; elsewhere, or
 	// where the output's file system has no fallocate, pread and pwrite).
@@ -195,9 +199,10 @@ type Summary struct {
 	Duration  time.Duration    `json:"-"`
 	Seconds   float64          `json:"duration_seconds"`
 	KMSCalls  map[string]int64 `json:"kms_calls"`
-	// Resealed counts re-wrapped signed messages, which are decrypted and
-	// encrypted again (their body changes; reencryptSigned).
-	Resealed    int64     `json:"resealed_signed,omitempty"`
+	// Resealed counts re-wrapped messages that were decrypted and
+	// encrypted again (a new body): the signed ones, or all with
+	// Config.Reseal.
+	Resealed    int64     `json:"resealed,omitempty"`
 	Interrupted bool      `json:"interrupted,omitempty"`
 	Failures    []Failure `json:"failures"`
 }
@@ -219,7 +224,7 @@ type Job struct {
 	cfg   Config
 	kms   *client
 	calls kmsCalls
-	// resealed counts signed messages re-encrypted by a re-wrap.
+	// resealed counts messages re-encrypted by a re-wrap.
 	resealed atomic.Int64
 	enc      *encCache
 	dec      *decCache

@@ -67,7 +67,7 @@ func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.out, "out", "", "output directory, or - for stdout")
 	fs.Var(contextFlag(f.cfg.Context), "context", "encryption context pair k=v (repeat); decrypt and reencrypt require these pairs")
 	fs.StringVar(&f.suite, "suite", "commit-key", "algorithm suite: commit-key (0x0478) or commit-key-ecdsa-p384 (0x0578)")
-	fs.StringVar(&f.policy, "commitment-policy", "require-encrypt-require-decrypt", "the AWS Encryption SDK's commitment policy: require-encrypt-require-decrypt reads key-committing (version 2) messages only; require-encrypt-allow-decrypt also reads version 1 messages (no key commitment: what the SDK wrote before 2.0). Messages written are always key-committing")
+	fs.StringVar(&f.policy, "commitment-policy", "require-encrypt-require-decrypt", "the AWS Encryption SDK's commitment policy: require-encrypt-require-decrypt reads key-committing (version 2) messages only; require-encrypt-allow-decrypt also reads version 1 messages (no key commitment: what the SDK wrote before 2.0). Messages the job encrypts are key-committing; a header-only re-wrap keeps a version 1 message version 1")
 	fs.IntVar(&f.cfg.FrameLength, "frame-length", esdk.DefaultFrameLength, "frame length in bytes")
 	fs.IntVar(&f.cfg.Workers, "workers", 0, "parallel files (default max(4, 2*GOMAXPROCS))")
 	fs.BoolVar(&f.cfg.Cache.Disabled, "no-cache", false, "a fresh data key for every file")
@@ -77,6 +77,9 @@ func newJobFlags(mode job.Mode, f *jobFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.retries, "retries", 8, "attempts per KMS call (throttling backs off with jitter; failover across endpoints)")
 	fs.BoolVar(&f.cfg.FailFast, "fail-fast", false, "stop at the first failed file")
 	fs.BoolVar(&f.cfg.Resume, "resume", false, "continue the job whose journal is in --out")
+	if mode == job.ReEncrypt {
+		fs.BoolVar(&f.cfg.Reseal, "reseal", false, "re-encrypt every message under a new data key (new bodies) instead of replacing its header's data keys; signed messages are re-encrypted either way")
+	}
 	fs.BoolVar(&f.cfg.NoVerify, "no-verify", false, "do not read outputs back before renaming them")
 	fs.BoolVar(&f.cfg.Mmap, "mmap", false, "encrypt files from 64 KiB through memory mappings (Linux; pays where mapping a page is cheap, not on VMs that shadow page tables)")
 	fs.StringVar(&f.sync, "sync", "batch", "durability: batch (syncfs per group of files, before the journal), file (fsync each output before its rename), none (scratch disks)")
@@ -139,7 +142,7 @@ func runJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "require-encrypt-allow-decrypt":
 		f.cfg.Limits.AllowUncommitted = true
 	case "forbid-encrypt-allow-decrypt":
-		fmt.Fprintln(stderr, "kmsd job: --commitment-policy forbid-encrypt-allow-decrypt: the job writes key-committing messages only (require-encrypt-allow-decrypt reads version 1 messages)")
+		fmt.Fprintln(stderr, "kmsd job: --commitment-policy forbid-encrypt-allow-decrypt: the job encrypts key-committing messages only (require-encrypt-allow-decrypt reads version 1 messages)")
 		return 2
 	default:
 		fmt.Fprintf(stderr, "kmsd job: --commitment-policy %q: want require-encrypt-require-decrypt or require-encrypt-allow-decrypt\n", f.policy)
@@ -211,8 +214,11 @@ func runJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kmsd job %s: %d files, %d succeeded, %d failed, %d skipped, %d bytes in %.2fs; KMS calls %v\n",
 			s.Mode, s.Files, s.Succeeded, s.Failed, s.Skipped, s.Bytes, s.Seconds, s.KMSCalls)
 		if s.Resealed > 0 {
-			fmt.Fprintf(stderr, "kmsd job: %d signed messages were re-encrypted (a signature covers the header: a new data key, a new signing key, a new body)\n", s.Resealed)
+			fmt.Fprintf(stderr, "kmsd job: %d messages were re-encrypted (a new data key and a new body; signed ones also a new signing key)\n", s.Resealed)
 		}
+	}
+	if mode == job.ReEncrypt && s.Succeeded > s.Resealed {
+		fmt.Fprintln(stderr, "kmsd job: a re-wrapped version 2 message keeps its original's message key and header IV: whoever holds both files can forge frames of either, so keep the originals as safe as the data or delete them (--reseal re-encrypts the bodies instead)")
 	}
 	switch {
 	case s.Interrupted:

@@ -230,8 +230,11 @@ func (e *jobEnv) testReEncrypt(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("reencrypt exit %d: %s", code, errOut)
 	}
-	if s := decodeSummary(t, out); s.Succeeded != 3 || s.KMSCalls["ReEncrypt"] != 1 || s.KMSCalls["Decrypt"] != 1 {
+	if s := decodeSummary(t, out); s.Succeeded != 3 || s.KMSCalls["ReEncrypt"] != 1 || s.KMSCalls["Decrypt"] != 1 || s.Resealed != 0 {
 		t.Fatalf("reencrypt summary %+v", s)
+	}
+	if !strings.Contains(errOut, "whoever holds both files can forge frames") {
+		t.Fatalf("a header-only re-wrap does not warn about the originals:\n%s", errOut)
 	}
 	for rel := range want {
 		a, _ := os.ReadFile(filepath.Join(enc, rel+job.Suffix))
@@ -248,6 +251,30 @@ func (e *jobEnv) testReEncrypt(t *testing.T) {
 		t.Fatalf("decrypt with key2: %s", errOut)
 	}
 	sameSums(t, "re-wrapped", treeSums(t, dec, func(s string) string { return s }), want)
+
+	// --reseal: every message re-encrypted (a new message ID, data key and
+	// body), decrypting with key2 only; no warning.
+	rs, dec2 := filepath.Join(t.TempDir(), "rs"), filepath.Join(t.TempDir(), "d2")
+	code, out, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", enc, "--out", rs, "--reseal", "--json", "--quiet")
+	if s := decodeSummary(t, out); code != 0 || s.Succeeded != 3 || s.Resealed != 3 || s.KMSCalls["ReEncrypt"] != 0 || s.KMSCalls["GenerateDataKey"] == 0 {
+		t.Fatalf("reencrypt --reseal: exit %d %+v\n%s", code, s, errOut)
+	}
+	if strings.Contains(errOut, "forge") {
+		t.Fatalf("--reseal warns:\n%s", errOut)
+	}
+	for rel := range want {
+		a, _ := os.ReadFile(filepath.Join(enc, rel+job.Suffix))
+		b, _ := os.ReadFile(filepath.Join(rs, rel+job.Suffix))
+		ha, _ := esdk.ReadHeader(bufio.NewReader(bytes.NewReader(a)), esdk.Limits{})
+		hb, err := esdk.ReadHeader(bufio.NewReader(bytes.NewReader(b)), esdk.Limits{})
+		if err != nil || bytes.Equal(ha.MessageID, hb.MessageID) || bytes.Equal(a[len(a)-10:], b[len(b)-10:]) || hb.Suite != esdk.SuiteCommitKey || !bytes.Contains(b, []byte(e.key2)) || bytes.Contains(b, []byte(e.key1)) {
+			t.Fatalf("%s: the resealed message (%v) keeps its message ID or body, or names key1", rel, err)
+		}
+	}
+	if code, _, errOut := e.job(t, "decrypt", "--key", e.key2, "--in", rs, "--out", dec2, "--quiet"); code != 0 {
+		t.Fatalf("decrypt of resealed messages with key2: %s", errOut)
+	}
+	sameSums(t, "resealed", treeSums(t, dec2, func(s string) string { return s }), want)
 }
 
 // testFailures: a tampered file, a wrong key and a bad context each name
@@ -331,15 +358,21 @@ func (e *jobEnv) testFailures(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dec, "f002")); sha256.Sum256(got) != want["f002"] {
 		t.Fatal("the re-encrypted signed message decrypts differently")
 	}
-	a[len(a)-300] ^= 1 // in the last frame: caught by its tag, or the signature
-	os.WriteFile(filepath.Join(signed, "f002"+job.Suffix), a, 0o644)
-	bad := filepath.Join(t.TempDir(), "b")
-	code, _, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", signed, "--out", bad, "--quiet")
-	if code != 1 || !strings.Contains(errOut, "FAILED") {
-		t.Fatalf("re-wrap of a tampered signed message: exit %d\n%s", code, errOut)
-	}
-	if _, err := os.Stat(filepath.Join(bad, "f002"+job.Suffix)); !os.IsNotExist(err) {
-		t.Fatalf("a tampered signed message left an output: %v", err)
+	for _, tc := range []struct {
+		at   int
+		want string
+	}{{len(a) - 300, "message authentication failed: frame"}, {len(a) - 1, "message authentication failed: signature"}} {
+		m := bytes.Clone(a) // a frame (its tag), then the signature itself (every frame verifies)
+		m[tc.at] ^= 1
+		os.WriteFile(filepath.Join(signed, "f002"+job.Suffix), m, 0o644)
+		bad := filepath.Join(t.TempDir(), "b")
+		code, _, errOut = e.job(t, "reencrypt", "--key", e.key2, "--in", signed, "--out", bad, "--quiet")
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Fatalf("re-wrap of a tampered signed message: exit %d, want %q\n%s", code, tc.want, errOut)
+		}
+		if ents, _ := os.ReadDir(bad); len(ents) != 1 || ents[0].Name() != job.JournalName { // the journal stays, for --resume
+			t.Fatalf("a tampered signed message left %v", ents)
+		}
 	}
 }
 
@@ -675,6 +708,12 @@ func (e *jobEnv) testInteropJS(t *testing.T) {
 		t.Fatalf("re-wrap of version 1 messages: %+v (want the 3 signed ones re-encrypted)", s)
 	}
 	for suite := range wantV1 {
+		b, _ := os.ReadFile(filepath.Join(re, suite+job.Suffix))
+		h, err := esdk.ReadHeader(bufio.NewReader(bytes.NewReader(b)), esdk.Limits{AllowUncommitted: true})
+		signed := suite == "0x0214" || suite == "0x0346" || suite == "0x0378"
+		if err != nil || signed && (h.Version != 2 || h.Suite != esdk.SuiteCommitKeyECDSAP384) || !signed && (h.Version != 1 || fmt.Sprintf("0x%04x", uint16(h.Suite)) != suite) {
+			t.Fatalf("re-wrapped %s: %v, version %d, %v (want the signed ones re-encrypted as 0x0578, the others as they were)", suite, err, h.Version, h.Suite)
+		}
 		out := filepath.Join(t.TempDir(), "pt")
 		if err := node("decrypt-v1", filepath.Join(re, suite+job.Suffix), out, "who=js"); err != nil {
 			t.Fatalf("JS decrypt of the re-wrapped %s: %v", suite, err)
