@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -192,6 +193,10 @@ type mrkCreateReplicaRequest struct {
 	Policy      *string               `json:"Policy,omitempty"`
 	Bypass      bool                  `json:"Bypass"`
 	Tags        []tagWire             `json:"Tags"`
+	// Caller is the principal of the ReplicateKey request, whose
+	// permissions in this Region the replica's cluster checks
+	// (authorizeCaller).
+	Caller string `json:"Caller,omitempty"`
 }
 
 // importSync is what a replica of a key with imported material gets from
@@ -213,6 +218,9 @@ type mrkSyncRequest struct {
 	// Promote asks the receiver to become the primary (UpdatePrimaryRegion):
 	// it takes Config and goes to Updating.
 	Promote bool `json:"Promote,omitempty"`
+	// Caller is the principal of the UpdatePrimaryRegion request
+	// (authorizeCaller).
+	Caller string `json:"Caller,omitempty"`
 }
 
 type mrkSyncResponse struct {
@@ -332,6 +340,10 @@ func peerError(region string, err error, what string) error {
 		switch ae.Type {
 		case errAlreadyExists, errMalformedPolicy, errTag, errLimitExceeded, errInvalidState, errDisabled, errNotFound:
 			return ae // about the request: the caller can act on it
+		case errAccessDenied:
+			if strings.HasPrefix(ae.Message, callerDeniedPrefix) { // the caller's own permissions there
+				return apiErr(errAccessDenied, "%s (in %s); %s.", strings.TrimPrefix(ae.Message, callerDeniedPrefix), region, what)
+			}
 		}
 		// Anything else (refused credentials, a failed import) is this
 		// service's problem, not the caller's.
@@ -339,6 +351,37 @@ func peerError(region string, err error, what string) error {
 	}
 	if errors.Is(err, errPeerDown) {
 		return apiErr(errInternal, "Region %s cannot be reached; %s. The request can be retried.", region, what)
+	}
+	return err
+}
+
+// callerDeniedPrefix starts the AccessDeniedException a peer answers
+// when the caller it was told of lacks a permission there, so that the
+// calling Region passes it on (a refusal of the peer credentials is this
+// service's problem, not the caller's).
+const callerDeniedPrefix = "In this Region: "
+
+// authorizeCaller checks in this Region a permission that the API
+// reference says the caller of a multi-Region operation needs here
+// (ReplicateKey: kms:CreateKey, and kms:TagResource for tags, in an IAM
+// policy of the replica's Region; UpdatePrimaryRegion: kms:UpdatePrimaryRegion
+// on the replica key). The peer call is made as the account root; caller
+// is the principal of the request that made it, as the calling Region
+// authenticated it. The account root, and a caller a kmsd that does not
+// say ("") sent, need no check. Principals are this cluster's own: one
+// known only in another Region has no identity policy here, hence no
+// permission.
+func (s *Server) authorizeCaller(r *request, caller string, a authReq) error {
+	if caller == "" || caller == s.rootArn() {
+		return nil
+	}
+	own := r.principal
+	r.principal = caller
+	err := s.authorize(r, a)
+	r.principal = own
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Type == errAccessDenied {
+		return apiErr(errAccessDenied, "%s%s", callerDeniedPrefix, ae.Message)
 	}
 	return err
 }
@@ -419,7 +462,8 @@ func opReplicateKey(s *Server, r *request) (any, error) {
 		Replicas: append(slices.Clone(k.MR.Replicas), cluster.RegionKey{Region: region, Arn: s.regionArn(region, k.ID)}),
 		Gen:      k.MR.Gen + 1}
 	req := mrkCreateReplicaRequest{KeyId: k.ID, Config: cfg, KeySpec: k.KeySpec, KeyUsage: k.KeyUsage, Origin: k.Origin,
-		Materials: tms, Import: imp, Rotation: rotationOf(k), Policy: in.Policy, Bypass: in.BypassPolicyLockoutSafetyCheck, Tags: in.Tags}
+		Materials: tms, Import: imp, Rotation: rotationOf(k), Policy: in.Policy, Bypass: in.BypassPolicyLockoutSafetyCheck, Tags: in.Tags,
+		Caller: r.principal}
 	if in.Description != nil {
 		req.Description = *in.Description
 	}
@@ -517,7 +561,7 @@ func opUpdatePrimaryRegion(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, peerError(region, err, "the primary Region is unchanged")
 	}
-	req := mrkSyncRequest{KeyId: k.ID, Config: newCfg, Materials: tms, Rotation: rotationOf(k), Promote: true}
+	req := mrkSyncRequest{KeyId: k.ID, Config: newCfg, Materials: tms, Rotation: rotationOf(k), Promote: true, Caller: r.principal}
 	if err := s.callPeer(r.ctx, p, "MrkSync", req, nil); err != nil {
 		return nil, peerError(region, err, "the primary Region is unchanged")
 	}
@@ -576,6 +620,16 @@ func opMrkCreateReplica(s *Server, r *request) (any, error) {
 	tags, err := checkTags(in.Tags)
 	if err != nil {
 		return nil, err
+	}
+	conds := map[string][]string{"kms:keyspec": {in.KeySpec}, "kms:keyusage": {in.KeyUsage}, "kms:keyorigin": {in.Origin},
+		"kms:multiregion": {"true"}, "kms:multiregionkeytype": {cluster.MultiRegionReplica}}
+	if err := s.authorizeCaller(r, in.Caller, authReq{action: "CreateKey", conds: conds}); err != nil {
+		return nil, err
+	}
+	if len(tags) > 0 {
+		if err := s.authorizeCaller(r, in.Caller, authReq{action: "TagResource", resource: arn}); err != nil {
+			return nil, err
+		}
 	}
 	policy := s.defaultPolicyText
 	if in.Policy != nil {
@@ -759,6 +813,10 @@ func opMrkSync(s *Server, r *request) (any, error) {
 		case cluster.StateEnabled, cluster.StateDisabled:
 		default:
 			return nil, s.checkKeyState("UpdatePrimaryRegion", k)
+		}
+		conds := map[string][]string{"kms:primaryregion": {s.cfg.Region}, "kms:multiregionkeytype": {k.MR.Type}}
+		if err := s.authorizeCaller(r, in.Caller, authReq{action: "UpdatePrimaryRegion", key: k, conds: conds}); err != nil {
+			return nil, err
 		}
 		c.ExpectState, c.State, c.SavePrev, c.Activate = k.State, cluster.StateUpdating, true, false
 	} else if cfg.Type != cluster.MultiRegionReplica {
