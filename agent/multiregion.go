@@ -193,10 +193,9 @@ type mrkCreateReplicaRequest struct {
 	Policy      *string               `json:"Policy,omitempty"`
 	Bypass      bool                  `json:"Bypass"`
 	Tags        []tagWire             `json:"Tags"`
-	// Caller is the principal of the ReplicateKey request, whose
-	// permissions in this Region the replica's cluster checks
-	// (authorizeCaller).
-	Caller string `json:"Caller,omitempty"`
+	// Caller made the ReplicateKey request; the replica's cluster checks
+	// its permissions there (asCaller).
+	Caller *callerOf `json:"Caller,omitempty"`
 }
 
 // importSync is what a replica of a key with imported material gets from
@@ -218,9 +217,8 @@ type mrkSyncRequest struct {
 	// Promote asks the receiver to become the primary (UpdatePrimaryRegion):
 	// it takes Config and goes to Updating.
 	Promote bool `json:"Promote,omitempty"`
-	// Caller is the principal of the UpdatePrimaryRegion request
-	// (authorizeCaller).
-	Caller string `json:"Caller,omitempty"`
+	// Caller made the UpdatePrimaryRegion request (asCaller).
+	Caller *callerOf `json:"Caller,omitempty"`
 }
 
 type mrkSyncResponse struct {
@@ -361,24 +359,39 @@ func peerError(region string, err error, what string) error {
 // service's problem, not the caller's).
 const callerDeniedPrefix = "In this Region: "
 
-// authorizeCaller checks in this Region a permission that the API
-// reference says the caller of a multi-Region operation needs here
-// (ReplicateKey: kms:CreateKey, and kms:TagResource for tags, in an IAM
-// policy of the replica's Region; UpdatePrimaryRegion: kms:UpdatePrimaryRegion
-// on the replica key). The peer call is made as the account root; caller
-// is the principal of the request that made it, as the calling Region
-// authenticated it. The account root, and a caller a kmsd that does not
-// say ("") sent, need no check. Principals are this cluster's own: one
-// known only in another Region has no identity policy here, hence no
-// permission.
-func (s *Server) authorizeCaller(r *request, caller string, a authReq) error {
-	if caller == "" || caller == s.rootArn() {
-		return nil
+// callerOf is who made a multi-Region request, as the calling Region
+// authenticated it: what a peer needs to check that caller's permissions
+// in its own Region (asCaller).
+type callerOf struct {
+	Principal  string `json:"Principal"`
+	SourceIP   string `json:"SourceIp,omitempty"`
+	ViaService string `json:"ViaService,omitempty"`
+}
+
+func (r *request) caller() *callerOf {
+	return &callerOf{Principal: r.principal, SourceIP: r.remoteIP(), ViaService: r.viaService}
+}
+
+// asCaller runs check (authorize, the key policy's lockout check) in this
+// Region as the caller of a multi-Region operation whose permissions the
+// API reference asks for here (ReplicateKey: kms:CreateKey, and
+// kms:TagResource for tags, in an IAM policy of the replica's Region;
+// UpdatePrimaryRegion: kms:UpdatePrimaryRegion on the replica key). The
+// peer call is made as the account root; c names the principal of the
+// request that made it, its address (aws:SourceIp) and its service
+// (kms:ViaService), as the calling Region saw them. Without c (a kmsd
+// that does not send it) check runs as the peer call's principal, the
+// account root. Principals are this cluster's own: one known only in
+// another Region has no identity policy here, hence no permission. A
+// denial is marked (callerDeniedPrefix) so that the calling Region passes
+// it on.
+func (s *Server) asCaller(r *request, c *callerOf, check func() error) error {
+	if c != nil && c.Principal != "" {
+		principal, ip, via := r.principal, r.sourceIP, r.viaService
+		defer func() { r.principal, r.sourceIP, r.viaService = principal, ip, via }()
+		r.principal, r.sourceIP, r.viaService = c.Principal, c.SourceIP, c.ViaService
 	}
-	own := r.principal
-	r.principal = caller
-	err := s.authorize(r, a)
-	r.principal = own
+	err := check()
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Type == errAccessDenied {
 		return apiErr(errAccessDenied, "%s%s", callerDeniedPrefix, ae.Message)
@@ -463,7 +476,7 @@ func opReplicateKey(s *Server, r *request) (any, error) {
 		Gen:      k.MR.Gen + 1}
 	req := mrkCreateReplicaRequest{KeyId: k.ID, Config: cfg, KeySpec: k.KeySpec, KeyUsage: k.KeyUsage, Origin: k.Origin,
 		Materials: tms, Import: imp, Rotation: rotationOf(k), Policy: in.Policy, Bypass: in.BypassPolicyLockoutSafetyCheck, Tags: in.Tags,
-		Caller: r.principal}
+		Caller: r.caller()}
 	if in.Description != nil {
 		req.Description = *in.Description
 	}
@@ -561,7 +574,7 @@ func opUpdatePrimaryRegion(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, peerError(region, err, "the primary Region is unchanged")
 	}
-	req := mrkSyncRequest{KeyId: k.ID, Config: newCfg, Materials: tms, Rotation: rotationOf(k), Promote: true, Caller: r.principal}
+	req := mrkSyncRequest{KeyId: k.ID, Config: newCfg, Materials: tms, Rotation: rotationOf(k), Promote: true, Caller: r.caller()}
 	if err := s.callPeer(r.ctx, p, "MrkSync", req, nil); err != nil {
 		return nil, peerError(region, err, "the primary Region is unchanged")
 	}
@@ -623,17 +636,21 @@ func opMrkCreateReplica(s *Server, r *request) (any, error) {
 	}
 	conds := map[string][]string{"kms:keyspec": {in.KeySpec}, "kms:keyusage": {in.KeyUsage}, "kms:keyorigin": {in.Origin},
 		"kms:multiregion": {"true"}, "kms:multiregionkeytype": {cluster.MultiRegionReplica}}
-	if err := s.authorizeCaller(r, in.Caller, authReq{action: "CreateKey", conds: conds}); err != nil {
+	if err := s.asCaller(r, in.Caller, func() error { return s.authorize(r, authReq{action: "CreateKey", conds: conds}) }); err != nil {
 		return nil, err
 	}
 	if len(tags) > 0 {
-		if err := s.authorizeCaller(r, in.Caller, authReq{action: "TagResource", resource: arn}); err != nil {
+		if err := s.asCaller(r, in.Caller, func() error {
+			return s.authorize(r, authReq{action: "TagResource", resource: arn, conds: conds})
+		}); err != nil {
 			return nil, err
 		}
 	}
 	policy := s.defaultPolicyText
 	if in.Policy != nil {
-		if err := s.checkKeyPolicy(r, *in.Policy, arn, in.Bypass); err != nil {
+		// The lockout check asks whether the caller could still manage
+		// the key.
+		if err := s.asCaller(r, in.Caller, func() error { return s.checkKeyPolicy(r, *in.Policy, arn, in.Bypass) }); err != nil {
 			return nil, err
 		}
 		policy = *in.Policy
@@ -815,7 +832,9 @@ func opMrkSync(s *Server, r *request) (any, error) {
 			return nil, s.checkKeyState("UpdatePrimaryRegion", k)
 		}
 		conds := map[string][]string{"kms:primaryregion": {s.cfg.Region}, "kms:multiregionkeytype": {k.MR.Type}}
-		if err := s.authorizeCaller(r, in.Caller, authReq{action: "UpdatePrimaryRegion", key: k, conds: conds}); err != nil {
+		if err := s.asCaller(r, in.Caller, func() error {
+			return s.authorize(r, authReq{action: "UpdatePrimaryRegion", key: k, conds: conds})
+		}); err != nil {
 			return nil, err
 		}
 		c.ExpectState, c.State, c.SavePrev, c.Activate = k.State, cluster.StateUpdating, true, false

@@ -31,7 +31,8 @@ func (rn *regionNode) regionPrincipal(t *testing.T, arn, identityPolicy string) 
 // Region's principals (README "Multi-Region keys"): ReplicateKey needs
 // kms:CreateKey in an IAM policy of the replica's Region (and
 // kms:TagResource with Tags), UpdatePrimaryRegion needs
-// kms:UpdatePrimaryRegion on the replica key in its Region. A denial is
+// kms:UpdatePrimaryRegion on the replica key in its Region, and the
+// replica policy's lockout check is the caller's. A denial is
 // AccessDeniedException naming the action and the Region, and nothing is
 // made or moved; with the permissions the same calls succeed.
 func TestMultiRegionCallerPermissions(t *testing.T) {
@@ -56,9 +57,8 @@ func TestMultiRegionCallerPermissions(t *testing.T) {
 	}
 	noReplica := func() {
 		t.Helper()
-		if _, err := b.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id}); err == nil {
-			t.Fatal("a replica was made in us-west-2")
-		}
+		_, err := b.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		wantAPIError(t, err, "NotFoundException")
 	}
 	replicate := func(tags bool) error {
 		in := &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}
@@ -79,9 +79,18 @@ func TestMultiRegionCallerPermissions(t *testing.T) {
 	b.regionPrincipal(t, testBob, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},
 		{"Effect":"Deny","Action":"kms:CreateKey","Resource":"*","Condition":{"StringEquals":{"kms:MultiRegionKeyType":"REPLICA"}}}]}`)
 	bobA := a.regionPrincipal(t, testBob, all)
-	if _, err := bobA.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")}); err == nil || !strings.Contains(err.Error(), "explicit deny") {
+	_, err = bobA.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2")})
+	wantAPIError(t, err, "AccessDeniedException")
+	if !strings.Contains(err.Error(), "explicit deny") || !strings.Contains(err.Error(), testBob) {
 		t.Fatalf("a replica CreateKey denied by condition: %v", err)
 	}
+	noReplica()
+	// The key policy's lockout check is the caller's: a replica policy
+	// that lets only the account root manage the key would lock alice
+	// (who may not PutKeyPolicy in us-west-2) out.
+	rootOnly := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}`
+	_, err = aliceA.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String("us-west-2"), Policy: &rootOnly})
+	wantAPIError(t, err, "MalformedPolicyDocumentException")
 	noReplica()
 	if err := replicate(false); err != nil {
 		t.Fatalf("ReplicateKey with kms:CreateKey in us-west-2: %v", err)
@@ -95,8 +104,11 @@ func TestMultiRegionCallerPermissions(t *testing.T) {
 	// us-west-2; bob has (kms:*).
 	_, err = aliceA.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("us-west-2")})
 	denied(err, "UpdatePrimaryRegion")
-	if md := a.describe(t, id); md.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypePrimary {
-		t.Fatalf("the primary moved after a denial: %+v", md.MultiRegionConfiguration)
+	if md := a.describe(t, id); md.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypePrimary || md.KeyState != types.KeyStateEnabled {
+		t.Fatalf("the primary moved after a denial: %s %+v", md.KeyState, md.MultiRegionConfiguration)
+	}
+	if md := b.describe(t, id); md.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypeReplica || md.KeyState != types.KeyStateEnabled {
+		t.Fatalf("the replica changed after a denial: %s %+v", md.KeyState, md.MultiRegionConfiguration)
 	}
 	if _, err := bobA.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String("us-west-2")}); err != nil {
 		t.Fatalf("UpdatePrimaryRegion by bob: %v", err)
