@@ -52,6 +52,29 @@ type syncMark struct {
 	at       time.Time
 }
 
+// importVersionsOf is what a replica learns of k's imported material
+// versions: nil until k's material has been rotated (the first version's
+// fingerprint travels as ImportMaterialID).
+func importVersionsOf(k *cluster.Key) []cluster.ImportVersionSync {
+	if k.Origin != cluster.OriginExternal || k.Import == nil || len(k.Import.Versions) < 2 {
+		return nil
+	}
+	out := make([]cluster.ImportVersionSync, len(k.Import.Versions))
+	for i, v := range k.Import.Versions {
+		out[i] = cluster.ImportVersionSync{MaterialID: v.MaterialID, Created: v.Created, RotationType: v.RotationType}
+	}
+	return out
+}
+
+// importMark says what a replica has been told of k's imported material:
+// the first fingerprint and how many versions.
+func importMark(k *cluster.Key) string {
+	if k.Origin != cluster.OriginExternal || k.Import == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", k.Import.MaterialID, len(k.Import.Versions))
+}
+
 // importMaterialID is the fingerprint of a key's imported material ("" for
 // other keys and before the first import).
 func importMaterialID(k *cluster.Key) string {
@@ -212,8 +235,11 @@ type mrkSyncRequest struct {
 	Config    cluster.MultiRegion   `json:"Config"`
 	Materials []transportedMaterial `json:"Materials"`
 	// ImportMaterialID is the primary's imported-material fingerprint.
-	ImportMaterialID string               `json:"ImportMaterialId,omitempty"`
-	Rotation         cluster.RotationSync `json:"Rotation"`
+	ImportMaterialID string `json:"ImportMaterialId,omitempty"`
+	// ImportVersions lists the primary's imported material versions once
+	// it has rotated them (cluster.SetMultiRegion.ImportVersions).
+	ImportVersions []cluster.ImportVersionSync `json:"ImportVersions,omitempty"`
+	Rotation       cluster.RotationSync        `json:"Rotation"`
 	// Promote asks the receiver to become the primary (UpdatePrimaryRegion):
 	// it takes Config and goes to Updating.
 	Promote bool `json:"Promote,omitempty"`
@@ -574,7 +600,8 @@ func opUpdatePrimaryRegion(s *Server, r *request) (any, error) {
 	if err != nil {
 		return nil, peerError(region, err, "the primary Region is unchanged")
 	}
-	req := mrkSyncRequest{KeyId: k.ID, Config: newCfg, Materials: tms, Rotation: rotationOf(k), Promote: true, Caller: r.caller()}
+	req := mrkSyncRequest{KeyId: k.ID, Config: newCfg, Materials: tms, Rotation: rotationOf(k), Promote: true, Caller: r.caller(),
+		ImportMaterialID: importMaterialID(k), ImportVersions: importVersionsOf(k)}
 	if err := s.callPeer(r.ctx, p, "MrkSync", req, nil); err != nil {
 		return nil, peerError(region, err, "the primary Region is unchanged")
 	}
@@ -748,6 +775,9 @@ const creatingGrace = time.Minute
 
 type mrkDescribeResponse struct {
 	Config cluster.MultiRegion `json:"Config"`
+	// PendingMaterialID is the fingerprint of imported material waiting
+	// for rotation (NEW_KEY_MATERIAL) in that Region, if any.
+	PendingMaterialID string `json:"PendingMaterialId,omitempty"`
 }
 
 // opMrkDescribe answers a key's multi-Region configuration (a replica that
@@ -764,7 +794,39 @@ func opMrkDescribe(s *Server, r *request) (any, error) {
 	if !ok || k.MR == nil {
 		return nil, apiErr(errNotFound, "Key '%s' does not exist", s.keyArn(in.KeyId))
 	}
-	return &mrkDescribeResponse{Config: *k.MR}, nil
+	out := &mrkDescribeResponse{Config: *k.MR}
+	if k.Import != nil && k.Import.Pending != nil {
+		out.PendingMaterialID = k.Import.Pending.MaterialID
+	}
+	return out, nil
+}
+
+// pendingInReplicas reports whether every replica of the multi-Region
+// primary k holds k's pending imported material (the same fingerprint),
+// asking each replica's Region: the API reference's condition for
+// rotating (the material is PENDING_ROTATION, not
+// PENDING_MULTI_REGION_IMPORT_AND_ROTATION). missing names the Regions
+// that do not, or did not answer.
+func (s *Server) pendingInReplicas(ctx context.Context, k *cluster.Key) (missing []string) {
+	if !k.IsPrimary() || k.Import == nil || k.Import.Pending == nil {
+		return nil
+	}
+	want := k.Import.Pending.MaterialID
+	for _, rep := range k.MR.Replicas {
+		p, ok := s.peer(rep.Region)
+		if !ok {
+			missing = append(missing, rep.Region)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, peerTimerTimeout)
+		var out mrkDescribeResponse
+		err := s.callPeer(pctx, p, "MrkDescribe", mrkKeyRegionRequest{KeyId: k.ID, Region: s.cfg.Region}, &out)
+		cancel()
+		if err != nil || out.PendingMaterialID != want {
+			missing = append(missing, rep.Region)
+		}
+	}
+	return missing
 }
 
 // checkCreating removes replica k, Creating for longer than creatingGrace,
@@ -821,7 +883,7 @@ func opMrkSync(s *Server, r *request) (any, error) {
 	}
 	cfg := in.Config
 	c := &cluster.SetMultiRegion{KeyID: k.ID, Config: &cfg, Materials: ms, Rotation: &in.Rotation,
-		ImportMaterialID: in.ImportMaterialID, Activate: cfg.HasRegion(s.cfg.Region)}
+		ImportMaterialID: in.ImportMaterialID, ImportVersions: in.ImportVersions, Activate: cfg.HasRegion(s.cfg.Region)}
 	if in.Promote {
 		if cfg.Type != cluster.MultiRegionPrimary || cfg.Primary.Region != s.cfg.Region || cfg.Gen <= k.MR.Gen {
 			return nil, apiErr(errValidation, "The promotion does not name this Region as the new primary.")
@@ -908,7 +970,7 @@ func (s *Server) tickMultiRegion(ctx context.Context) []error {
 			continue
 		}
 		for _, rep := range k.MR.Replicas {
-			want := syncMark{gen: k.MR.Gen, versions: lastVersion(k), rotation: rotationOf(k), material: importMaterialID(k)}
+			want := syncMark{gen: k.MR.Gen, versions: lastVersion(k), rotation: rotationOf(k), material: importMark(k)}
 			m, ok := s.mark(k.ID, rep.Region)
 			if k.Origin == cluster.OriginExternal {
 				want.versions = m.versions // the replica's own imports, not synced
@@ -949,7 +1011,7 @@ func (s *Server) pushSync(ctx context.Context, k *cluster.Key, p Peer) (mrkSyncR
 		cfg := *k.MR
 		cfg.Type = cluster.MultiRegionReplica
 		err = s.callPeer(ctx, p, "MrkSync", mrkSyncRequest{KeyId: k.ID, Config: cfg, Materials: tms, Rotation: rotationOf(k),
-			ImportMaterialID: importMaterialID(k)}, &out)
+			ImportMaterialID: importMaterialID(k), ImportVersions: importVersionsOf(k)}, &out)
 	}
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Type == errNotFound {
@@ -969,7 +1031,7 @@ func (s *Server) pushSync(ctx context.Context, k *cluster.Key, p Peer) (mrkSyncR
 		// The replica is missing versions it should have had: send all next time.
 		out.Versions = 0
 	}
-	s.setMark(k.ID, p.Region, syncMark{gen: out.Gen, versions: out.Versions, rotation: rotationOf(k), material: importMaterialID(k), at: time.Now()})
+	s.setMark(k.ID, p.Region, syncMark{gen: out.Gen, versions: out.Versions, rotation: rotationOf(k), material: importMark(k), at: time.Now()})
 	return out, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -64,14 +65,6 @@ func TestMultiRegionImportedMaterial(t *testing.T) {
 			t.Fatal(err)
 		}
 		replicate(id)
-		// kmsd does not rotate the imported material of multi-Region keys.
-		pn := east.params(t, id, "RSAES_OAEP_SHA_1", "RSA_2048")
-		_, err = east.client.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &id, ImportToken: pn.ImportToken,
-			EncryptedKeyMaterial: wrapMaterial(t, pn, "RSAES_OAEP_SHA_1", newMaterial()), ImportType: types.ImportTypeNewKeyMaterial,
-			ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
-		wantAPIError(t, err, errUnsupported)
-		_, err = east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id})
-		wantAPIError(t, err, errUnsupported)
 		_, err = west.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("x")})
 		wantAPIError(t, err, errInvalidState)
 		_, err = mrkImport(west, id, "RSA_AES_KEY_WRAP_SHA_1", newMaterial())
@@ -184,4 +177,114 @@ func TestMultiRegionImportedMaterial(t *testing.T) {
 			t.Fatal("public keys differ across Regions")
 		}
 	})
+}
+
+// TestMultiRegionImportedRotation: on-demand rotation of a multi-Region
+// key's imported material, as the API reference describes it: the new
+// material is imported (NEW_KEY_MATERIAL) into the primary and into each
+// replica, and RotateKeyOnDemand runs on the primary (a replica refuses
+// it). Until every replica has it the primary's pending material is
+// PENDING_MULTI_REGION_IMPORT_AND_ROTATION and the rotation is refused
+// (naming the Regions that lack it); then PENDING_ROTATION. The primary's
+// sync makes each replica's pending material its new current version
+// (same KeyMaterialId, same version number), so ciphertexts cross Regions
+// both ways, old ones included.
+func TestMultiRegionImportedRotation(t *testing.T) {
+	rs := newRegions(t, "us-east-1", "us-west-2", "eu-west-1")
+	east, west, eu := rs[0], rs[1], rs[2]
+	ctx := context.Background()
+	imp := func(rn *regionNode, id string, typ types.ImportType, material []byte) *kms.ImportKeyMaterialOutput {
+		t.Helper()
+		p := rn.params(t, id, "RSAES_OAEP_SHA_256", "RSA_2048")
+		out, err := rn.client.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &id, ImportToken: p.ImportToken, ImportType: typ,
+			EncryptedKeyMaterial: wrapMaterial(t, p, "RSAES_OAEP_SHA_256", material), ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		if err != nil {
+			t.Fatalf("%s: ImportKeyMaterial %s: %v", rn.region, typ, err)
+		}
+		return out
+	}
+	state := func(rn *regionNode, id string, want types.KeyState, material string) {
+		t.Helper()
+		md := rn.describe(t, id)
+		if md.KeyState != want || material != "" && aws.ToString(md.CurrentKeyMaterialId) != material {
+			t.Fatalf("%s: %s, current material %s; want %s, %s", rn.region, md.KeyState, aws.ToString(md.CurrentKeyMaterialId), want, material)
+		}
+	}
+	rotations := func(rn *regionNode, id string) (ids []string, states []types.KeyMaterialState) {
+		t.Helper()
+		lr, err := rn.client.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &id, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range lr.Rotations {
+			ids, states = append(ids, aws.ToString(r.KeyMaterialId)), append(states, r.KeyMaterialState)
+		}
+		return ids, states
+	}
+	ck, err := east.client.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true), Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *ck.KeyMetadata.KeyId
+	m1, m2 := newMaterial(), newMaterial()
+	first := imp(east, id, "", m1)
+	for _, rn := range []*regionNode{west, eu} {
+		if _, err := east.client.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(rn.region)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	east.tick(t)
+	imp(west, id, "", m1)
+	imp(eu, id, "", m1)
+	old, err := east.client.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("version 1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// New material in the primary and in us-west-2 only.
+	second := imp(east, id, types.ImportTypeNewKeyMaterial, m2)
+	if again := imp(west, id, types.ImportTypeNewKeyMaterial, m2); *again.KeyMaterialId != *second.KeyMaterialId {
+		t.Fatalf("pending KeyMaterialId %s in us-west-2, %s in us-east-1", *again.KeyMaterialId, *second.KeyMaterialId)
+	}
+	state(west, id, types.KeyStateEnabled, *first.KeyMaterialId)
+	if ids, st := rotations(east, id); len(st) != 2 || ids[1] != *second.KeyMaterialId || st[1] != types.KeyMaterialStatePendingMultiRegionImportAndRotation {
+		t.Fatalf("us-east-1 rotations before eu-west-1 has the material: %v %v", ids, st)
+	}
+	_, err = east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id})
+	wantAPIError(t, err, errUnsupported)
+	if !strings.Contains(err.Error(), "eu-west-1") || strings.Contains(err.Error(), "us-west-2") {
+		t.Fatalf("the refusal should name eu-west-1 only: %v", err)
+	}
+	_, err = west.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id})
+	wantAPIError(t, err, errUnsupported) // rotation is the primary's
+	imp(eu, id, types.ImportTypeNewKeyMaterial, m2)
+	if _, st := rotations(east, id); len(st) != 2 || st[1] != types.KeyMaterialStatePendingRotation {
+		t.Fatalf("us-east-1 rotations once every Region has the material: %v", st)
+	}
+	if _, err := east.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	state(east, id, types.KeyStateEnabled, *second.KeyMaterialId)
+	east.tick(t)
+	for _, rn := range []*regionNode{west, eu} {
+		state(rn, id, types.KeyStateEnabled, *second.KeyMaterialId)
+	}
+	encryptIn(t, east, west, id)
+	encryptIn(t, west, eu, id)
+	encryptIn(t, eu, east, id)
+	for _, rn := range rs {
+		dec, err := rn.client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: old.CiphertextBlob})
+		if err != nil || string(dec.Plaintext) != "version 1" || *dec.KeyMaterialId != *first.KeyMaterialId {
+			t.Fatalf("%s: a version 1 ciphertext after the rotation: %v", rn.region, err)
+		}
+		ids, st := rotations(rn, id)
+		if len(ids) != 2 || ids[0] != *first.KeyMaterialId || ids[1] != *second.KeyMaterialId || st[1] != types.KeyMaterialStateCurrent {
+			t.Fatalf("%s: ListKeyRotations %v %v", rn.region, ids, st)
+		}
+	}
+	// The next sync changes nothing.
+	east.tick(t)
+	for _, rn := range []*regionNode{west, eu} {
+		state(rn, id, types.KeyStateEnabled, *second.KeyMaterialId)
+	}
 }

@@ -339,8 +339,6 @@ func opImportKeyMaterial(s *Server, r *request) (any, error) {
 	target.FingerprintKey = im.FingerprintKey
 	versions := k.ImportVersions()
 	switch {
-	case importType == "NEW_KEY_MATERIAL" && len(versions) > 0 && k.MultiRegion:
-		return nil, apiErr(errUnsupported, "%s is a multi-Region key; kmsd does not rotate the imported material of multi-Region keys. Re-import the same material with ImportType EXISTING_KEY_MATERIAL.", k.Arn)
 	case importType == "EXISTING_KEY_MATERIAL" && len(versions) == 0:
 		return nil, apiErr(errValidation, "No key material has been imported into %s yet; use ImportType NEW_KEY_MATERIAL.", k.Arn)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kmsd/kmsd/cluster"
@@ -22,9 +23,10 @@ func (s *Server) rotatableKey(r *request, op string, id *string) (*cluster.Key, 
 		return nil, err
 	}
 	if k.Origin != originAWSKMS && !(k.Origin == cluster.OriginExternal && (op == "RotateKeyOnDemand" || op == "ListKeyRotations") &&
-		k.KeySpec == specSymmetricDefault && !k.MultiRegion) {
+		k.KeySpec == specSymmetricDefault) {
 		// Imported material rotates on demand only, by importing new
-		// material first (single-Region symmetric keys; see README).
+		// material first (symmetric keys; a multi-Region key on its
+		// primary, once each Region has the new material; see README).
 		return nil, stateError(r7, k)
 	}
 	if k.IsReplica() && op != "ListKeyRotations" {
@@ -120,6 +122,9 @@ func opRotateKeyOnDemand(s *Server, r *request) (any, error) {
 		if k.Import == nil || k.Import.Pending == nil {
 			return nil, apiErr(errUnsupported, "%s has imported key material: import the new key material (ImportKeyMaterial with ImportType NEW_KEY_MATERIAL) before RotateKeyOnDemand.", k.Arn)
 		}
+		if missing := s.pendingInReplicas(r.ctx, k); len(missing) > 0 {
+			return nil, apiErr(errUnsupported, "The new key material of multi-Region key %s is PENDING_MULTI_REGION_IMPORT_AND_ROTATION: import the same key material (ImportType NEW_KEY_MATERIAL) into its replica keys in %s before RotateKeyOnDemand.", k.Arn, strings.Join(missing, ", "))
+		}
 		c = &cluster.RotateImported{KeyID: k.ID, Now: s.cfg.Now().UnixNano()}
 	} else {
 		wrapped, err := s.pool.GenerateWrappedKey(r.ctx)
@@ -163,6 +168,9 @@ func opListKeyRotations(s *Server, r *request) (any, error) {
 		return nil, err
 	}
 	entries := rotationEntries(k)
+	if n := len(entries); n > 0 && entries[n-1].KeyMaterialState == "PENDING_ROTATION" && len(s.pendingInReplicas(r.ctx, k)) > 0 {
+		entries[n-1].KeyMaterialState = "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
+	}
 	start := 0
 	if in.Marker != nil {
 		n, err := strconv.Atoi(*in.Marker)

@@ -253,6 +253,18 @@ func importChangedKey(c Command) string {
 	return ""
 }
 
+// reportedID is the Material.ID of imported material whose fingerprint is
+// materialID: a multi-Region key's (keyed by its fingerprint key, the same
+// in every Region) is reported as it is; a single-Region key's material
+// needs none (its fingerprint is the SHA-256 of the wrapped material,
+// which is what is reported without an ID).
+func reportedID(im *KeyImport, materialID string) string {
+	if len(im.FingerprintKey) > 0 {
+		return materialID
+	}
+	return ""
+}
+
 func (k *Key) importState() KeyImport {
 	if k.Import == nil {
 		return KeyImport{}
@@ -330,10 +342,12 @@ func (s *state) applyImport(c Command) (resp any, ok bool) {
 			}
 			im.Params = append([]ImportParams(nil), im.Params...)
 			switch {
-			case at < 0 && len(vs) > 0 && c.NewMaterial && !k.MultiRegion && k.KeySpec == "SYMMETRIC_DEFAULT":
-				// Only single-Region symmetric keys rotate imported
-				// material; for the others (also when two first imports
-				// race past the agent's check) other material is not theirs.
+			case at < 0 && len(vs) > 0 && c.NewMaterial && k.KeySpec == "SYMMETRIC_DEFAULT":
+				// Only symmetric keys rotate imported material (a
+				// multi-Region replica's pending material becomes a
+				// version when its primary's rotation reaches it); for the
+				// others (also when two first imports race past the
+				// agent's check) other material is not theirs.
 				if im.Pending != nil && im.Pending.MaterialID != c.MaterialID {
 					return fmt.Errorf("%w: %s already has pending key material", ErrInvalidState, k.Arn)
 				}
@@ -433,7 +447,7 @@ func (s *state) applyImport(c Command) (resp any, ok bool) {
 			vs = append(vs, VersionImport{MaterialID: p.MaterialID, Imported: true, ExpirationModel: p.ExpirationModel,
 				ValidTo: p.ValidTo, Description: p.Description, Created: c.Now, RotationType: RotationOnDemand})
 			k.Materials = append(append([]Material(nil), k.Materials...), Material{Version: uint32(len(vs)), Wrapped: p.Wrapped,
-				Created: c.Now, RotationType: RotationOnDemand})
+				Created: c.Now, RotationType: RotationOnDemand, ID: reportedID(&im, p.MaterialID)})
 			im.Pending = nil
 			setVersions(&im, vs)
 			k.Import = &im

@@ -137,14 +137,11 @@ func TestImportRotationCommands(t *testing.T) {
 	if _, err := n.Apply(ctx, imp("c", true, 0)); !errors.Is(err, ErrInvalidState) {
 		t.Fatalf("second pending material: %v", err)
 	}
-	// A multi-Region or HMAC key never takes pending material: a second
-	// first import (two raced past the agent's check) is other material.
-	for i, mk := range []*Key{externalKey("m"), externalKey("h")} {
-		if i == 0 {
-			mk.MultiRegion = true
-		} else {
-			mk.KeySpec = "HMAC_256"
-		}
+	// An HMAC key never takes pending material: a second first import
+	// (two raced past the agent's check) is other material. (Multi-Region
+	// symmetric keys do: TestImportVersionsSync.)
+	for _, mk := range []*Key{externalKey("h")} {
+		mk.KeySpec = "HMAC_256"
 		mustApply(t, n, &CreateKey{Key: mk})
 		mustApply(t, n, &PutImportParams{KeyID: mk.ID, Now: 1, Params: ImportParams{TokenID: "t", WrappedPrivateKey: []byte("p"), ValidTo: 1000}})
 		first, second := imp("a", true, 0), imp("b", true, 0)
@@ -188,5 +185,68 @@ func TestImportRotationCommands(t *testing.T) {
 	vs := key().ImportVersions()
 	if len(vs) != 2 || !vs[0].Imported || vs[1].Imported || vs[1].RotationType != RotationOnDemand {
 		t.Fatalf("versions: %+v", vs)
+	}
+}
+
+// TestImportVersionsSync: a multi-Region replica with imported material
+// learns its primary's rotations (SetMultiRegion.ImportVersions): its
+// pending material of the same fingerprint becomes the new version
+// (reported with that fingerprint), a replica without it goes
+// PendingImport and takes it as existing material, a shorter or equal
+// list changes nothing, and a list that disagrees on an earlier version is
+// refused.
+func TestImportVersionsSync(t *testing.T) {
+	n := newTestNode(t, t.TempDir())
+	ctx := context.Background()
+	fk := []byte("fingerprint key")
+	replica := func(id string) *Key {
+		k := externalKey(id)
+		k.MultiRegion, k.MR, k.Import = true, &MultiRegion{Type: MultiRegionReplica, Gen: 1}, &KeyImport{FingerprintKey: fk}
+		mustApply(t, n, &CreateKey{Key: k})
+		mustApply(t, n, &PutImportParams{KeyID: id, Now: 1, Params: ImportParams{TokenID: "t", WrappedPrivateKey: []byte("p"), ValidTo: 1000}})
+		mustApply(t, n, &SetMultiRegion{KeyID: id, ImportMaterialID: "m1"})
+		k, _ = n.Key(id)
+		return k
+	}
+	imp := func(id, material string, isNew bool) *ImportMaterial {
+		return &ImportMaterial{KeyID: id, TokenID: "t", Wrapped: []byte("w-" + material), MaterialID: material, NewMaterial: isNew,
+			ReportedID: material, ExpirationModel: ExpirationDoesNotExpire, Now: 10}
+	}
+	key := func(id string) *Key { k, _ := n.Key(id); return k }
+	pvs := []ImportVersionSync{{MaterialID: "m1"}, {MaterialID: "m2", Created: 20, RotationType: RotationOnDemand}}
+	for _, id := range []string{"a", "b"} {
+		replica(id)
+		mustApply(t, n, imp(id, "m1", false))
+	}
+	mustApply(t, n, imp("a", "m2", true)) // pending in a only
+	if k := key("a"); k.Import.Pending == nil || len(k.Materials) != 1 || k.State != StateEnabled {
+		t.Fatalf("a before the sync: %+v %s", k.Import, k.State)
+	}
+	for _, id := range []string{"a", "b"} {
+		mustApply(t, n, &SetMultiRegion{KeyID: id, ImportVersions: pvs})
+	}
+	a := key("a")
+	if m, ok := a.CurrentMaterial(); !ok || m.Version != 2 || string(m.Wrapped) != "w-m2" || m.ID != "m2" || a.Import.Pending != nil || a.State != StateEnabled ||
+		len(a.Import.Versions) != 2 || a.Import.Versions[1].RotationType != RotationOnDemand || a.Import.Versions[1].Created != 20 {
+		t.Fatalf("a after the sync: %+v %+v %s", a.Materials, a.Import, a.State)
+	}
+	b := key("b")
+	if len(b.Materials) != 1 || b.State != StatePendingImport || len(b.Import.Versions) != 2 || b.Import.Versions[1].Imported {
+		t.Fatalf("b after the sync: %+v %+v %s", b.Materials, b.Import, b.State)
+	}
+	mustApply(t, n, imp("b", "m2", false))
+	if b := key("b"); b.State != StateEnabled || len(b.Materials) != 2 {
+		t.Fatalf("b after importing m2: %+v %s", b.Materials, b.State)
+	}
+	// The same list again, or a shorter one: nothing changes.
+	for _, l := range [][]ImportVersionSync{pvs, pvs[:1]} {
+		mustApply(t, n, &SetMultiRegion{KeyID: "a", ImportVersions: l})
+		if k := key("a"); len(k.Materials) != 2 || k.State != StateEnabled {
+			t.Fatalf("a after a repeated sync: %+v %s", k.Materials, k.State)
+		}
+	}
+	bad := []ImportVersionSync{{MaterialID: "other"}, {MaterialID: "m2"}, {MaterialID: "m3"}}
+	if _, err := n.Apply(ctx, &SetMultiRegion{KeyID: "a", ImportVersions: bad}); !errors.Is(err, ErrIncorrectMaterial) {
+		t.Fatalf("a list that disagrees on version 1: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"sort"
 )
 
 // Multi-Region keys: the configuration a key shares with its related keys
@@ -84,6 +85,12 @@ type RotationSync struct {
 //   - ImportMaterialID, when set, is the primary's imported-material
 //     fingerprint (KeyImport.MaterialID); an EXTERNAL key that has none
 //     takes it (a replica learns which material it may import);
+//   - ImportVersions, when longer than the EXTERNAL key's own versions,
+//     appends the versions it lacks (the primary's on-demand rotations of
+//     imported material): a version whose material the key holds as
+//     pending (imported with NEW_KEY_MATERIAL, same fingerprint) becomes
+//     that version, others are added without material and the key is
+//     PendingImport until that material is imported;
 //   - Activate moves a Creating key to Enabled, or to PendingImport if it
 //     is an EXTERNAL key without material;
 //   - SavePrev stores the state in PrevState before State (when set)
@@ -97,10 +104,23 @@ type SetMultiRegion struct {
 	Materials        []Material
 	Rotation         *RotationSync
 	ImportMaterialID string
-	Activate         bool
-	State            string
-	SavePrev         bool
-	RestorePrev      bool
+	// ImportVersions is the primary's list of imported material versions
+	// once its material has been rotated (applyImportVersions).
+	ImportVersions []ImportVersionSync
+	Activate       bool
+	State          string
+	SavePrev       bool
+	RestorePrev    bool
+}
+
+// ImportVersionSync is one imported material version of a primary key as
+// its replicas learn it: which material (its fingerprint), when it became
+// current and how. The material itself is never synced: each Region
+// imports it.
+type ImportVersionSync struct {
+	MaterialID   string
+	Created      int64
+	RotationType string
 }
 
 // AddReplica records a replica on a primary key. A Region that already
@@ -182,6 +202,9 @@ func (s *state) applyMultiRegion(c Command) (resp any, ok bool) {
 				im := k.importState()
 				im.MaterialID = c.ImportMaterialID
 				k.Import = &im
+			}
+			if err := applyImportVersions(k, c.ImportVersions); err != nil {
+				return err
 			}
 			switch {
 			case c.Activate && k.State == StateCreating && len(k.Materials) > 0:
@@ -267,4 +290,48 @@ func (s *state) applyMultiRegion(c Command) (resp any, ok bool) {
 // Enabled, as the key-state table allows.
 func (k *Key) usable() bool {
 	return k.State == StateEnabled || k.State == StateUpdating && k.PrevState == StateEnabled
+}
+
+// applyImportVersions appends to the EXTERNAL key k the primary's material
+// versions it lacks (SetMultiRegion.ImportVersions).
+func applyImportVersions(k *Key, pvs []ImportVersionSync) error {
+	if k.Origin != OriginExternal || len(pvs) == 0 {
+		return nil
+	}
+	im := k.importState()
+	vs := k.importVersions()
+	if len(pvs) <= len(vs) {
+		return nil
+	}
+	for i := range vs {
+		if vs[i].MaterialID != pvs[i].MaterialID {
+			return fmt.Errorf("%w: %s material version %d is not the primary's", ErrIncorrectMaterial, k.Arn, i+1)
+		}
+	}
+	if len(pvs) > MaxMaterialVers {
+		return fmt.Errorf("%w: %d material versions", ErrLimitExceeded, MaxMaterialVers)
+	}
+	ms := append([]Material(nil), k.Materials...)
+	for i := len(vs); i < len(pvs); i++ {
+		pv := pvs[i]
+		if pv.MaterialID == "" {
+			return fmt.Errorf("%w: material version without fingerprint", ErrBadCommand)
+		}
+		v := VersionImport{MaterialID: pv.MaterialID, Created: pv.Created, RotationType: pv.RotationType}
+		if p := im.Pending; p != nil && p.MaterialID == pv.MaterialID {
+			v.Imported, v.ExpirationModel, v.ValidTo, v.Description = true, p.ExpirationModel, p.ValidTo, p.Description
+			ms = append(ms, Material{Version: uint32(i + 1), Wrapped: p.Wrapped, Created: pv.Created, RotationType: pv.RotationType,
+				ID: reportedID(&im, pv.MaterialID)})
+			im.Pending = nil
+		}
+		vs = append(vs, v)
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	k.Materials = ms
+	setVersions(&im, vs)
+	k.Import = &im
+	if !allImported(vs) && k.State != StateCreating && !pendingDeletion(k) {
+		k.State = StatePendingImport
+	}
+	return nil
 }
