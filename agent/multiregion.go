@@ -812,22 +812,36 @@ func (s *Server) pendingInReplicas(ctx context.Context, k *cluster.Key) (missing
 		return nil
 	}
 	want := k.Import.Pending.MaterialID
-	for _, rep := range k.MR.Replicas {
+	have := make([]bool, len(k.MR.Replicas))
+	var wg sync.WaitGroup
+	for i, rep := range k.MR.Replicas {
 		p, ok := s.peer(rep.Region)
 		if !ok {
-			missing = append(missing, rep.Region)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, peerTimerTimeout)
-		var out mrkDescribeResponse
-		err := s.callPeer(pctx, p, "MrkDescribe", mrkKeyRegionRequest{KeyId: k.ID, Region: s.cfg.Region}, &out)
-		cancel()
-		if err != nil || out.PendingMaterialID != want {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, pendingCheckTimeout)
+			defer cancel()
+			var out mrkDescribeResponse
+			err := s.callPeer(pctx, p, "MrkDescribe", mrkKeyRegionRequest{KeyId: k.ID, Region: s.cfg.Region}, &out)
+			have[i] = err == nil && out.PendingMaterialID == want
+		}()
+	}
+	wg.Wait()
+	for i, rep := range k.MR.Replicas {
+		if !have[i] {
 			missing = append(missing, rep.Region)
 		}
 	}
 	return missing
 }
+
+// pendingCheckTimeout bounds each replica's answer to pendingInReplicas
+// (asked in parallel); one that does not answer counts as lacking the
+// material.
+const pendingCheckTimeout = 2 * time.Second
 
 // checkCreating removes replica k, Creating for longer than creatingGrace,
 // if its primary does not list it (ReplicateKey failed after the replica
@@ -902,6 +916,12 @@ func opMrkSync(s *Server, r *request) (any, error) {
 		c.ExpectState, c.State, c.SavePrev, c.Activate = k.State, cluster.StateUpdating, true, false
 	} else if cfg.Type != cluster.MultiRegionReplica {
 		return nil, apiErr(errValidation, "A sync must describe a replica key.")
+	}
+	if cluster.ImportVersionsDiverge(k, in.ImportVersions) {
+		// Not applied (the rest of the sync is): see README "Rotation of
+		// imported material".
+		s.log.Error("the primary's imported material versions differ from this replica's; its versions are not taken",
+			"key", k.Arn, "primary", cfg.Primary.Region)
 	}
 	if _, err := s.apply(r.ctx, c); err != nil {
 		return nil, err

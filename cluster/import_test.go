@@ -197,7 +197,6 @@ func TestImportRotationCommands(t *testing.T) {
 // refused.
 func TestImportVersionsSync(t *testing.T) {
 	n := newTestNode(t, t.TempDir())
-	ctx := context.Background()
 	fk := []byte("fingerprint key")
 	replica := func(id string) *Key {
 		k := externalKey(id)
@@ -245,8 +244,24 @@ func TestImportVersionsSync(t *testing.T) {
 			t.Fatalf("a after a repeated sync: %+v %s", k.Materials, k.State)
 		}
 	}
-	bad := []ImportVersionSync{{MaterialID: "other"}, {MaterialID: "m2"}, {MaterialID: "m3"}}
-	if _, err := n.Apply(ctx, &SetMultiRegion{KeyID: "a", ImportVersions: bad}); !errors.Is(err, ErrIncorrectMaterial) {
-		t.Fatalf("a list that disagrees on version 1: %v", err)
+	// A list that disagrees with the key's versions (longer, or as long)
+	// is not taken; the rest of the sync is.
+	for _, bad := range [][]ImportVersionSync{{{MaterialID: "other"}, {MaterialID: "m2"}, {MaterialID: "m3"}}, {{MaterialID: "m1"}, {MaterialID: "m3"}}} {
+		if !ImportVersionsDiverge(key("a"), bad) {
+			t.Fatalf("%v does not diverge", bad)
+		}
+		mustApply(t, n, &SetMultiRegion{KeyID: "a", ImportVersions: bad, Rotation: &RotationSync{Days: 99}})
+		if k := key("a"); len(k.Materials) != 2 || k.State != StateEnabled || k.Import.Versions[1].MaterialID != "m2" || k.RotationDays != 99 {
+			t.Fatalf("a after a diverging list: %+v %s", k.Import.Versions, k.State)
+		}
+	}
+	// A replica that is Updating (UpdatePrimaryRegion) when a version
+	// without its material arrives returns to PendingImport.
+	replica("c")
+	mustApply(t, n, imp("c", "m1", false))
+	mustApply(t, n, &SetMultiRegion{KeyID: "c", State: StateUpdating, SavePrev: true})
+	mustApply(t, n, &SetMultiRegion{KeyID: "c", ImportVersions: pvs})
+	if k := key("c"); k.State != StateUpdating || k.PrevState != StatePendingImport {
+		t.Fatalf("c: %s, then %s", k.State, k.PrevState)
 	}
 }

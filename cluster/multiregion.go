@@ -203,9 +203,7 @@ func (s *state) applyMultiRegion(c Command) (resp any, ok bool) {
 				im.MaterialID = c.ImportMaterialID
 				k.Import = &im
 			}
-			if err := applyImportVersions(k, c.ImportVersions); err != nil {
-				return err
-			}
+			applyImportVersions(k, c.ImportVersions)
 			switch {
 			case c.Activate && k.State == StateCreating && len(k.Materials) > 0:
 				k.State = StateEnabled
@@ -293,35 +291,27 @@ func (k *Key) usable() bool {
 }
 
 // applyImportVersions appends to the EXTERNAL key k the primary's material
-// versions it lacks (SetMultiRegion.ImportVersions).
-func applyImportVersions(k *Key, pvs []ImportVersionSync) error {
-	if k.Origin != OriginExternal || len(pvs) == 0 {
-		return nil
+// versions it lacks (SetMultiRegion.ImportVersions). A list that
+// disagrees with k's own versions (ImportVersionsDiverge) changes
+// nothing, and the rest of the sync still applies.
+func applyImportVersions(k *Key, pvs []ImportVersionSync) {
+	if k.Origin != OriginExternal || len(pvs) == 0 || len(pvs) > MaxMaterialVers || ImportVersionsDiverge(k, pvs) {
+		return
 	}
 	im := k.importState()
 	vs := k.importVersions()
 	if len(pvs) <= len(vs) {
-		return nil
-	}
-	for i := range vs {
-		if vs[i].MaterialID != pvs[i].MaterialID {
-			return fmt.Errorf("%w: %s material version %d is not the primary's", ErrIncorrectMaterial, k.Arn, i+1)
-		}
-	}
-	if len(pvs) > MaxMaterialVers {
-		return fmt.Errorf("%w: %d material versions", ErrLimitExceeded, MaxMaterialVers)
+		return
 	}
 	ms := append([]Material(nil), k.Materials...)
 	for i := len(vs); i < len(pvs); i++ {
 		pv := pvs[i]
-		if pv.MaterialID == "" {
-			return fmt.Errorf("%w: material version without fingerprint", ErrBadCommand)
-		}
 		v := VersionImport{MaterialID: pv.MaterialID, Created: pv.Created, RotationType: pv.RotationType}
 		if p := im.Pending; p != nil && p.MaterialID == pv.MaterialID {
 			v.Imported, v.ExpirationModel, v.ValidTo, v.Description = true, p.ExpirationModel, p.ValidTo, p.Description
 			ms = append(ms, Material{Version: uint32(i + 1), Wrapped: p.Wrapped, Created: pv.Created, RotationType: pv.RotationType,
 				ID: reportedID(&im, pv.MaterialID)})
+			im.Imported = p.Imported
 			im.Pending = nil
 		}
 		vs = append(vs, v)
@@ -330,8 +320,33 @@ func applyImportVersions(k *Key, pvs []ImportVersionSync) error {
 	k.Materials = ms
 	setVersions(&im, vs)
 	k.Import = &im
-	if !allImported(vs) && k.State != StateCreating && !pendingDeletion(k) {
+	if allImported(vs) {
+		return
+	}
+	// A version without its material: PendingImport until it is imported,
+	// as when a version's material is deleted (a transient Updating
+	// returns there instead).
+	switch {
+	case k.State == StateUpdating:
+		k.PrevState = StatePendingImport
+	case k.State != StateCreating && !pendingDeletion(k):
 		k.State = StatePendingImport
 	}
-	return nil
+}
+
+// ImportVersionsDiverge reports whether a primary's list of imported
+// material versions disagrees with the EXTERNAL key k's own (a version
+// with another fingerprint, or one without any): the two Regions would
+// decrypt a version's ciphertexts with different material.
+func ImportVersionsDiverge(k *Key, pvs []ImportVersionSync) bool {
+	if k.Origin != OriginExternal || len(pvs) == 0 {
+		return false
+	}
+	vs := k.importVersions()
+	for i, pv := range pvs {
+		if pv.MaterialID == "" || i < len(vs) && vs[i].MaterialID != pv.MaterialID {
+			return true
+		}
+	}
+	return false
 }
